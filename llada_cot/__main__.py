@@ -1,0 +1,5 @@
+import sys
+
+from llada_cot.cli import main
+
+sys.exit(main())

@@ -1,0 +1,153 @@
+"""Seeded arithmetic word problems with step-by-step rationales.
+
+Each problem follows one quantity through one to three operations (+, -, ×).
+Every operation is one rationale line such as ``12 + 5 = 17`` and the response
+ends with ``\\boxed{17}``. Numbers stay small (every intermediate value lies in
+``[0, max_value]``) so that a model of a few million parameters can learn both
+the reading and the arithmetic on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+PEOPLE = (
+    ("Tom", "he"), ("Mia", "she"), ("Sam", "he"), ("Ana", "she"), ("Ben", "he"),
+    ("Lily", "she"), ("Max", "he"), ("Zoe", "she"), ("Leo", "he"), ("Emma", "she"),
+)
+ITEMS = ("apples", "pencils", "stickers", "marbles", "cookies", "books", "coins", "cards")
+
+# Sentence templates per operation. `{p}` is the pronoun, capitalised where a
+# sentence starts with it.
+ADD_TEMPLATES = (
+    "{P} buys {b} more.",
+    "{P} finds {b} more.",
+    "A friend gives {o} {b} more.",
+)
+SUB_TEMPLATES = (
+    "{P} gives away {b}.",
+    "{P} loses {b}.",
+    "{P} sells {b}.",
+)
+MUL_TEMPLATES = (
+    "Then {p} gets {b} times as many.",
+)
+OBJECT_PRONOUNS = {"he": "him", "she": "her"}
+SYMBOLS = {"add": "+", "sub": "-", "mul": "×"}
+
+
+@dataclass(frozen=True)
+class ProblemConfig:
+    """Ranges of the generated problems."""
+
+    min_steps: int = 1
+    max_steps: int = 3
+    max_operand: int = 20  # largest operand of + and -
+    max_factor: int = 5  # largest factor of ×
+    max_value: int = 100  # largest value any step may produce
+    direct_fraction: float = 0.15  # share of bare "What is a + b?" problems
+
+
+def _apply(op: str, x: int, b: int) -> int:
+    if op == "add":
+        return x + b
+    if op == "sub":
+        return x - b
+    return x * b
+
+
+def _pick_operation(rng: random.Random, x: int, config: ProblemConfig) -> tuple[str, int]:
+    """Pick an operation and operand that keep the value within range."""
+    choices = []
+    if x + 1 <= config.max_value:
+        choices.append("add")
+    if x >= 1:
+        choices.append("sub")
+    if 2 * x <= config.max_value and x >= 1:
+        choices.append("mul")
+    op = rng.choice(choices)
+    if op == "add":
+        b = rng.randint(1, min(config.max_operand, config.max_value - x))
+    elif op == "sub":
+        b = rng.randint(1, min(config.max_operand, x))
+    else:
+        b = rng.randint(2, min(config.max_factor, config.max_value // x))
+    return op, b
+
+
+def _word_problem(rng: random.Random, config: ProblemConfig) -> dict:
+    name, pronoun = rng.choice(PEOPLE)
+    item = rng.choice(ITEMS)
+    n_steps = rng.randint(config.min_steps, config.max_steps)
+    x = rng.randint(2, config.max_operand)
+    sentences = [f"{name} has {x} {item}."]
+    rationales = []
+    for _ in range(n_steps):
+        op, b = _pick_operation(rng, x, config)
+        if op == "add":
+            template = rng.choice(ADD_TEMPLATES)
+        elif op == "sub":
+            template = rng.choice(SUB_TEMPLATES)
+        else:
+            template = rng.choice(MUL_TEMPLATES)
+        sentences.append(template.format(
+            P=pronoun.capitalize(), p=pronoun, o=OBJECT_PRONOUNS[pronoun], b=b))
+        y = _apply(op, x, b)
+        rationales.append(f"{x} {SYMBOLS[op]} {b} = {y}")
+        x = y
+    sentences.append(f"How many {item} does {name} have now?")
+    return {"prompt": " ".join(sentences), "rationales": rationales, "answer": f"\\boxed{{{x}}}"}
+
+
+def _direct_problem(rng: random.Random, config: ProblemConfig) -> dict:
+    a = rng.randint(2, config.max_operand)
+    op, b = _pick_operation(rng, a, config)
+    y = _apply(op, a, b)
+    return {
+        "prompt": f"What is {a} {SYMBOLS[op]} {b}?",
+        "rationales": [f"{a} {SYMBOLS[op]} {b} = {y}"],
+        "answer": f"\\boxed{{{y}}}",
+    }
+
+
+def generate_problem(rng: random.Random, config: ProblemConfig = ProblemConfig()) -> dict:
+    """Return one training record: ``{"prompt", "rationales", "answer"}``."""
+    if rng.random() < config.direct_fraction:
+        return _direct_problem(rng, config)
+    return _word_problem(rng, config)
+
+
+def iter_problems(seed: int, config: ProblemConfig = ProblemConfig(),
+                  exclude: frozenset[str] = frozenset()) -> Iterator[dict]:
+    """Yield an endless seeded stream of problems whose prompts are not in `exclude`."""
+    rng = random.Random(seed)
+    while True:
+        record = generate_problem(rng, config)
+        if record["prompt"] not in exclude:
+            yield record
+
+
+def make_splits(n_train: int, n_test: int, seed: int,
+                config: ProblemConfig = ProblemConfig()) -> tuple[list[dict], list[dict]]:
+    """Return train and test records with disjoint prompts.
+
+    The test split is drawn first from its own seeded stream, so regenerating
+    the training split with another size never changes the test split.
+    """
+    test: list[dict] = []
+    seen: set[str] = set()
+    for record in iter_problems(seed + 1, config):
+        if record["prompt"] in seen:
+            continue
+        seen.add(record["prompt"])
+        test.append(record)
+        if len(test) == n_test:
+            break
+    train = []
+    for record in iter_problems(seed, config, exclude=frozenset(seen)):
+        train.append(record)
+        if len(train) == n_train:
+            break
+    return train, test

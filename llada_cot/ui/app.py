@@ -1,0 +1,42 @@
+"""Assemble the page from its tabs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import gradio as gr
+
+from llada_cot.ui.i18n import I18N
+from llada_cot.ui.playground import build_playground_tab
+from llada_cot.ui.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+DATASETS_DIR = Path(__file__).resolve().parents[2] / "datasets"
+N_EXAMPLES = 5
+
+
+def example_prompts(path: Path = DATASETS_DIR / "test.jsonl", limit: int = N_EXAMPLES) -> list[str]:
+    """Return the first prompts of the bundled test set, or none when it is missing."""
+    if not path.is_file():
+        logger.warning("no example problems: %s is missing", path)
+        return []
+    prompts = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                prompts.append(json.loads(line)["prompt"])
+            if len(prompts) == limit:
+                break
+    return prompts
+
+
+def build_app(runtime: Runtime) -> gr.Blocks:
+    with gr.Blocks(title="LLaDA-CoT Playground") as demo:
+        gr.Markdown("# LLaDA-CoT Playground")
+        gr.Markdown(I18N("subtitle"))
+        with gr.Tab(I18N("playground")):
+            build_playground_tab(runtime, example_prompts())
+    return demo
