@@ -1,27 +1,41 @@
-"""Start the LLaDA-CoT Playground page: ``python app.py [--model REF] [--host H] [--port P]``."""
+"""Start the LLaDA-CoT Playground page.
+
+    python app.py [--model REF] [--host H] [--port P]
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+from pathlib import Path
 
 from llada_cot.loading import TINY_MODEL, ModelLoadError, default_reference
 from llada_cot.ui.app import build_app
 from llada_cot.ui.i18n import I18N
-from llada_cot.ui.runtime import Runtime
+from llada_cot.ui.runtime import DEFAULT_WORKSPACE, Runtime
 
 logger = logging.getLogger("llada_cot.app")
+
+# Hugging Face Spaces set the model through this variable in the Space's settings.
+MODEL_ENV_VAR = "LLADA_COT_MODEL"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None,
-                        help=f"'{TINY_MODEL}' (bundled), a local folder or a Hub id; default here: {default_reference()!r}")
+    parser.add_argument("--model", default=os.environ.get(MODEL_ENV_VAR),
+                        help=f"'{TINY_MODEL}' (bundled), a local folder or a Hub id; default: ${MODEL_ENV_VAR}, "
+                             f"else {default_reference()!r} on this machine")
     parser.add_argument("--device", default=None, help="torch device, such as cpu or cuda:0 (default: cuda if present)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 exposes the page to your network")
-    parser.add_argument("--port", type=int, default=7860, help="port to listen on")
+    # Hugging Face Spaces set GRADIO_SERVER_NAME and GRADIO_SERVER_PORT; a local run stays on loopback.
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on; 0.0.0.0 exposes the page to your network")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                        help="port to listen on")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow models that are not LLaDA to run code from their repository")
+    parser.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE,
+                        help="folder for everything the app writes: adapters, results, uploads")
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
     return parser.parse_args(argv)
 
@@ -30,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        runtime = Runtime.from_reference(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+        runtime = Runtime.from_reference(args.model, device=args.device, trust_remote_code=args.trust_remote_code,
+                                         workspace=args.workspace)
     except ModelLoadError as error:
         raise SystemExit(f"error: {error}") from None
     demo = build_app(runtime)

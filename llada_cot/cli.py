@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from llada_cot.data import DataFileError, read_test_file
 from llada_cot.evaluation import evaluate_file, solve
-from llada_cot.loading import ModelLoadError, default_reference, load_model
+from llada_cot.adapters import load_with_adapter
+from llada_cot.loading import LoadedModel, ModelLoadError, default_reference, load_model
 from llada_cot.sampling import REMASKING_RULES, SamplerConfig
 
 logger = logging.getLogger("llada_cot")
@@ -35,6 +36,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device, such as cpu or cuda:0 (default: cuda if present)")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow models that are not LLaDA to run code from their repository")
+    parser.add_argument("--adapter", type=Path, default=None,
+                        help="folder of a LoRA adapter (from the train command) to merge into the model")
+
+
+def load_for_args(args: argparse.Namespace) -> LoadedModel:
+    """Load --model on --device, with --adapter merged in when given."""
+    loaded = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    if args.adapter is not None:
+        loaded = load_with_adapter(loaded, args.adapter)
+    return loaded
 
 
 def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,10 +53,13 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sampler")
     for spec in dataclasses.fields(SamplerConfig):
         flag = "--" + spec.name.replace("_", "-")
-        kind = {"int": int, "float": float, "str": str}.get(str(spec.type).split(" ")[0], None)
-        if spec.name == "seed":
-            kind = int
-        group.add_argument(flag, type=kind, default=None, help=SAMPLER_HELP.get(spec.name))
+        type_name = str(spec.type).split(" ")[0]  # "int | None" -> "int"
+        if type_name == "bool":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                               help=SAMPLER_HELP.get(spec.name))
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(type_name, str)
+            group.add_argument(flag, type=kind, default=None, help=SAMPLER_HELP.get(spec.name))
 
 
 def sampler_config(args: argparse.Namespace, defaults: dict) -> SamplerConfig:
@@ -61,7 +75,7 @@ def sampler_config(args: argparse.Namespace, defaults: dict) -> SamplerConfig:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    loaded = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    loaded = load_for_args(args)
     config = sampler_config(args, loaded.sampler_defaults)
     for note in config.notes:
         logger.warning(note)
@@ -86,7 +100,7 @@ def run_solve(args: argparse.Namespace) -> int:
     logger.info("%s: %d items in %s format", args.data, len(test_file.items), test_file.format)
     for warning in test_file.warnings:
         logger.warning(warning)
-    loaded = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    loaded = load_for_args(args)
     config = sampler_config(args, loaded.sampler_defaults)
     for note in config.notes:
         logger.warning(note)

@@ -32,6 +32,9 @@ ENGLISH = {
     "replay": "Replay step",
     "replay_info": "Drag to see the answer after any step (-1 is the start).",
     "commit_plot": "Step at which each position was committed",
+    "adapter": "LoRA adapter",
+    "adapter_info": "Fine-tuned adapters from the Fine-tune tab; the base model when empty.",
+    "refresh": "Refresh",
 }
 
 KOREAN = {
@@ -62,6 +65,9 @@ KOREAN = {
     "replay": "스텝 다시 보기",
     "replay_info": "끌어서 임의의 스텝 직후 상태를 봅니다(-1은 시작).",
     "commit_plot": "각 위치가 확정된 스텝",
+    "adapter": "LoRA 어댑터",
+    "adapter_info": "Fine-tune 탭에서 만든 어댑터. 비워 두면 기본 모델을 씁니다.",
+    "refresh": "새로고침",
 }
 
 I18N = gr.I18n(en=ENGLISH, ko=KOREAN)

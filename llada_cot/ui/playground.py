@@ -11,6 +11,7 @@ import gradio as gr
 from llada_cot.evaluation import solution_from_result
 from llada_cot.sampling import GenerationResult, REMASKING_RULES, SamplerConfig, encode_prompts, iter_denoising
 from llada_cot.trajectory import Trajectory, replay_tokens
+from llada_cot.ui.gpu import on_gpu
 from llada_cot.ui.i18n import I18N
 from llada_cot.ui.render import COLOR_MAP, TokenRenderer, commit_plot
 from llada_cot.ui.runtime import Runtime
@@ -34,6 +35,11 @@ def read_sampler(gen_length, steps, block_length, temperature, cfg_scale, remask
         raise gr.Error(str(error)) from error
 
 
+def adapter_choices(runtime: Runtime) -> list[tuple[str, str]]:
+    """Return dropdown choices: the base model first, then saved adapters, newest first."""
+    return [("base model", ""), *[(name, name) for name in runtime.adapter_names()]]
+
+
 def stats_markdown(solution, notes: list[str], stopped: bool) -> str:
     lines = [f"**NFE** {solution.nfe} · **time** {solution.elapsed_s:.2f} s · "
              f"**generated tokens/s** {solution.tokens_per_s:.1f} ({solution.generated_tokens} tokens)"]
@@ -43,9 +49,18 @@ def stats_markdown(solution, notes: list[str], stopped: bool) -> str:
     return "\n\n".join(lines)
 
 
-def run_generation(runtime: Runtime, prompt: str, config: SamplerConfig, session: str) -> Iterator[tuple]:
+def live_frame(frame: list) -> tuple:
+    """Update only the live view; the other six outputs keep their values until the end."""
+    return (frame, *([gr.skip()] * 6))
+
+
+def run_generation(runtime: Runtime, prompt: str, config: SamplerConfig, session: str,
+                   adapter: str | None = None) -> Iterator[tuple]:
     """Yield page updates while denoising; the last update carries the result."""
-    loaded = runtime.loaded
+    try:
+        loaded = runtime.model_for(adapter)
+    except (OSError, ValueError) as error:
+        raise gr.Error(f"Could not load adapter {adapter!r}: {error}") from error
     renderer = TokenRenderer(loaded.tokenizer, loaded.ids)
     stop = runtime.start_run(session)
     try:
@@ -54,7 +69,7 @@ def run_generation(runtime: Runtime, prompt: str, config: SamplerConfig, session
             prompt_length = input_ids.shape[1]
             trajectory = Trajectory(gen_length=config.gen_length, prompt_length=prompt_length, notes=config.notes)
             initial = [loaded.ids.mask] * config.gen_length
-            yield renderer.frame(initial), *([gr.skip()] * 5)
+            yield live_frame(renderer.frame(initial))
 
             start = time.perf_counter()
             last_frame = 0.0
@@ -69,7 +84,7 @@ def run_generation(runtime: Runtime, prompt: str, config: SamplerConfig, session
                 if now - last_frame >= MIN_FRAME_INTERVAL_S:
                     last_frame = now
                     tokens = x[0, prompt_length:].tolist()
-                    yield renderer.frame(tokens, set(event.positions[0])), *([gr.skip()] * 5)
+                    yield live_frame(renderer.frame(tokens, set(event.positions[0])))
             elapsed = time.perf_counter() - start
     finally:
         runtime.finish_run(session, stop)
@@ -120,6 +135,10 @@ def build_playground_tab(runtime: Runtime, examples: list[str]) -> None:
             remasking = gr.Radio(list(REMASKING_RULES), value=defaults.remasking, label=I18N("remasking"),
                                  info=I18N("remasking_info"))
             seed = gr.Number(value=defaults.seed, precision=0, label=I18N("seed"), info=I18N("seed_info"))
+            with gr.Row():
+                adapter = gr.Dropdown(choices=adapter_choices(runtime), value="", label=I18N("adapter"),
+                                      info=I18N("adapter_info"), scale=4)
+                refresh_adapters = gr.Button(I18N("refresh"), scale=1, size="sm")
 
     live = gr.HighlightedText(label=I18N("denoising"), color_map=COLOR_MAP, show_legend=True,
                               show_inline_category=False, combine_adjacent=False)
@@ -132,13 +151,13 @@ def build_playground_tab(runtime: Runtime, examples: list[str]) -> None:
     trajectory_state = gr.State()
 
     def on_generate(prompt_text, gen_length_value, steps_value, block_value, temperature_value, cfg_value,
-                    remasking_value, seed_value, request: gr.Request):
+                    remasking_value, seed_value, adapter_name, request: gr.Request):
         if not prompt_text or not prompt_text.strip():
             raise gr.Error("The prompt is empty; type a problem or pick an example.")
         config = read_sampler(gen_length_value, steps_value, block_value, temperature_value, cfg_value,
                               remasking_value, seed_value)
         session = request.session_hash or "api"
-        yield from run_generation(runtime, prompt_text.strip(), config, session)
+        yield from run_generation(runtime, prompt_text.strip(), config, session, adapter_name or None)
 
     def on_stop(request: gr.Request):
         runtime.request_stop(request.session_hash or "api")
@@ -153,10 +172,12 @@ def build_playground_tab(runtime: Runtime, examples: list[str]) -> None:
         return renderer.frame(tokens, new)
 
     generate_button.click(
-        on_generate,
-        inputs=[prompt, gen_length, steps, block_length, temperature, cfg_scale, remasking, seed],
+        on_gpu(on_generate),
+        inputs=[prompt, gen_length, steps, block_length, temperature, cfg_scale, remasking, seed, adapter],
         outputs=[live, final_text, answer, stats, plot, replay, trajectory_state],
         api_name="generate", concurrency_id="compute",
     )
     stop_button.click(on_stop, inputs=None, outputs=None, api_name="stop", queue=False)
+    refresh_adapters.click(lambda: gr.Dropdown(choices=adapter_choices(runtime)), outputs=[adapter],
+                           api_name=False)
     replay.release(on_replay, inputs=[replay, trajectory_state], outputs=[live], api_name="replay")
