@@ -5,12 +5,17 @@ Every operation is one rationale line such as ``12 + 5 = 17`` and the response
 ends with ``\\boxed{17}``. Numbers stay small (every intermediate value lies in
 ``[0, max_value]``) so that a model of a few million parameters can learn both
 the reading and the arithmetic on a laptop CPU.
+
+`sharing_problem` makes a problem type that is absent from the bundled model's
+pre-training: equal sharing (division, ``12 ÷ 3 = 4``), alone or after one
+known + or - step. The fine-tuning demonstration teaches it with a LoRA adapter.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 PEOPLE = (
@@ -44,7 +49,7 @@ class ProblemConfig:
 
     min_steps: int = 1
     max_steps: int = 3
-    max_operand: int = 20  # largest operand of + and -
+    max_operand: int = 9  # largest operand of + and - (one digit: each prompt number is one token)
     max_factor: int = 5  # largest factor of ×
     max_value: int = 100  # largest value any step may produce
     direct_fraction: float = 0.15  # share of bare "What is a + b?" problems
@@ -119,35 +124,96 @@ def generate_problem(rng: random.Random, config: ProblemConfig = ProblemConfig()
     return _word_problem(rng, config)
 
 
-def iter_problems(seed: int, config: ProblemConfig = ProblemConfig(),
-                  exclude: frozenset[str] = frozenset()) -> Iterator[dict]:
-    """Yield an endless seeded stream of problems whose prompts are not in `exclude`."""
+def iter_problems(seed: int, config=ProblemConfig(), exclude: frozenset[str] = frozenset(),
+                  generate: Callable[[random.Random, object], dict] = generate_problem) -> Iterator[dict]:
+    """Yield an endless seeded stream of `generate(rng, config)` records whose prompts are not in `exclude`."""
     rng = random.Random(seed)
     while True:
-        record = generate_problem(rng, config)
+        record = generate(rng, config)
         if record["prompt"] not in exclude:
             yield record
 
 
-def make_splits(n_train: int, n_test: int, seed: int,
-                config: ProblemConfig = ProblemConfig()) -> tuple[list[dict], list[dict]]:
+def make_splits(n_train: int, n_test: int, seed: int, config=ProblemConfig(),
+                generate: Callable[[random.Random, object], dict] = generate_problem,
+                exclude_from_test: frozenset[str] = frozenset()) -> tuple[list[dict], list[dict]]:
     """Return train and test records with disjoint prompts.
 
     The test split is drawn first from its own seeded stream, so regenerating
     the training split with another size never changes the test split.
+    `generate` and `config` choose the problem type (`sharing_problem` with a
+    `SharingConfig` for the sharing problems). Prompts in `exclude_from_test`,
+    such as those a model was already trained on, never enter the test split.
     """
     test: list[dict] = []
-    seen: set[str] = set()
-    for record in iter_problems(seed + 1, config):
+    seen: set[str] = set(exclude_from_test)
+    for record in iter_problems(seed + 1, config, generate=generate):
         if record["prompt"] in seen:
             continue
         seen.add(record["prompt"])
         test.append(record)
         if len(test) == n_test:
             break
-    train = []
-    for record in iter_problems(seed, config, exclude=frozenset(seen)):
-        train.append(record)
-        if len(train) == n_train:
-            break
+    stream = iter_problems(seed, config, exclude=frozenset(seen), generate=generate)
+    train = list(itertools.islice(stream, n_train))
     return train, test
+
+
+# --- Sharing (division) problems --------------------------------------------
+
+# (sentence that shares the quantity, question) pairs; `{d}` is the divisor.
+SHARE_TEMPLATES = (
+    ("{P} shares them equally among {d} friends.", "How many {item} does each friend get?"),
+    ("{P} puts them into {d} equal groups.", "How many {item} are in each group?"),
+    ("{P} packs them equally into {d} boxes.", "How many {item} go in each box?"),
+)
+DIVISION_SYMBOL = "÷"
+
+
+@dataclass(frozen=True)
+class SharingConfig:
+    """Ranges of the sharing problems; every division is exact."""
+
+    max_divisor: int = 5
+    max_quotient: int = 20
+    max_value: int = 100  # largest quantity before the sharing
+    max_operand: int = 20  # largest operand of the + or - step before the sharing
+    two_step_fraction: float = 0.5  # share of problems with a + or - step first
+    direct_fraction: float = 0.2  # share of bare "What is 12 ÷ 3?" problems
+
+
+def sharing_problem(rng: random.Random, config: SharingConfig = SharingConfig()) -> dict:
+    """Return one sharing record: ``{"prompt", "rationales", "answer"}``.
+
+    A quantity n = d × q is shared into d equal parts, so the answer is q. In
+    two-step problems a known + or - step first reaches n.
+    """
+    divisor = rng.randint(2, config.max_divisor)
+    quotient = rng.randint(2, min(config.max_quotient, config.max_value // divisor))
+    total = divisor * quotient
+    division = f"{total} {DIVISION_SYMBOL} {divisor} = {quotient}"
+    answer = f"\\boxed{{{quotient}}}"
+    if rng.random() < config.direct_fraction:
+        return {"prompt": f"What is {total} {DIVISION_SYMBOL} {divisor}?", "rationales": [division], "answer": answer}
+
+    name, pronoun = rng.choice(PEOPLE)
+    item = rng.choice(ITEMS)
+    sentences, rationales = [], []
+    if rng.random() < config.two_step_fraction:
+        # Start from x and reach `total` with one + or - step, keeping x within [2, max_value].
+        can_add = total - 1 >= 2
+        if can_add and (rng.random() < 0.5 or total + 1 > config.max_value):
+            b = rng.randint(1, min(config.max_operand, total - 2))
+            x, template, symbol = total - b, rng.choice(ADD_TEMPLATES), SYMBOLS["add"]
+        else:
+            b = rng.randint(1, min(config.max_operand, config.max_value - total))
+            x, template, symbol = total + b, rng.choice(SUB_TEMPLATES), SYMBOLS["sub"]
+        sentences += [f"{name} has {x} {item}.",
+                      template.format(P=pronoun.capitalize(), p=pronoun, o=OBJECT_PRONOUNS[pronoun], b=b)]
+        rationales.append(f"{x} {symbol} {b} = {total}")
+    else:
+        sentences.append(f"{name} has {total} {item}.")
+    share, question = rng.choice(SHARE_TEMPLATES)
+    sentences += [share.format(P=pronoun.capitalize(), d=divisor), question.format(item=item)]
+    rationales.append(division)
+    return {"prompt": " ".join(sentences), "rationales": rationales, "answer": answer}

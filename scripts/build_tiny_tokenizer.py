@@ -18,7 +18,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from llada_cot.synthetic import iter_problems
+from llada_cot.synthetic import ProblemConfig, iter_problems
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ CHAT_TEMPLATE = (
 def training_corpus(n_problems: int, seed: int):
     """Yield prompts and responses of synthetic problems, plus chat-role words."""
     yield "user assistant system"
-    for record in itertools.islice(iter_problems(seed), n_problems):
+    # Two-digit operands keep the corpus as it was when the bundled model was trained.
+    for record in itertools.islice(iter_problems(seed, ProblemConfig(max_operand=20)), n_problems):
         yield record["prompt"]
         yield "\n".join([*record["rationales"], record["answer"]])
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import IterableDataset
-from transformers import TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 
 from llada_cot.loading import SAMPLER_DEFAULTS_FILE, special_ids
 from llada_cot.modeling_llada import LLaDAConfig, LLaDAModelLM
-from llada_cot.synthetic import iter_problems
+from llada_cot.synthetic import ProblemConfig, iter_problems, make_splits
 from llada_cot.sampling import SamplerConfig
 from llada_cot.training import LLaDASFTTrainer, SFTCollator, build_items
 
@@ -35,16 +35,29 @@ logger = logging.getLogger(__name__)
 class ProblemStream(IterableDataset):
     """Endless step-wise training items; each record contributes one random prefix split."""
 
-    def __init__(self, tokenizer, ids, seed: int, exclude: frozenset[str], pad_response_to: int):
+    def __init__(self, tokenizer, ids, seed: int, exclude: frozenset[str], pad_response_to: int,
+                 config: ProblemConfig):
         self.tokenizer, self.ids, self.seed = tokenizer, ids, seed
-        self.exclude, self.pad_response_to = exclude, pad_response_to
+        self.exclude, self.pad_response_to, self.config = exclude, pad_response_to, config
 
     def __iter__(self):
         rng = random.Random(self.seed)
-        for record in iter_problems(self.seed, exclude=self.exclude):
+        for record in iter_problems(self.seed, self.config, exclude=self.exclude):
             items = build_items(record, self.tokenizer, self.ids, "stepwise", self.pad_response_to)
             item = rng.choice(items)
             yield {"input_ids": item.input_ids, "n_clean": item.n_clean}
+
+
+class StopAfter(TrainerCallback):
+    """End training after a fixed number of steps without changing the learning-rate schedule."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.steps:
+            control.should_training_stop = True
+        return control
 
 
 def main() -> None:
@@ -64,6 +77,12 @@ def main() -> None:
                         help="response tokens per sequence (EOS padding included); match the default gen_length")
     parser.add_argument("--block-length", type=int, default=16,
                         help="block length of the sampler settings saved with the model")
+    parser.add_argument("--max-operand", type=int, default=ProblemConfig.max_operand,
+                        help="largest + and - operand of the training problems")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start from this checkpoint's weights instead of a random initialisation")
+    parser.add_argument("--stop-after", type=int, default=None,
+                        help="stop after this many steps while keeping the --max-steps learning-rate schedule")
     parser.add_argument("--seed", type=int, default=1234, help="seed of the problem stream (the train split's seed)")
     parser.add_argument("--checkpoint-dir", type=Path, default=Path("runs/tiny-pretrain"))
     args = parser.parse_args()
@@ -78,13 +97,16 @@ def main() -> None:
         mask_token_id=tokenizer.mask_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = LLaDAModelLM(config)
+    model = LLaDAModelLM.from_pretrained(args.init_from) if args.init_from else LLaDAModelLM(config)
     ids = special_ids(tokenizer, config)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("training a %.2fM-parameter model", n_params / 1e6)
 
-    test_prompts = frozenset(json.loads(line)["prompt"] for line in args.test_file.read_text().splitlines() if line)
-    stream = ProblemStream(tokenizer, ids, args.seed, test_prompts, args.pad_response_to)
+    problems = ProblemConfig(max_operand=args.max_operand)
+    # Never train on a test prompt: neither the test file's nor the test split drawn for these problems.
+    test_prompts = {json.loads(line)["prompt"] for line in args.test_file.read_text().splitlines() if line}
+    test_prompts |= {record["prompt"] for record in make_splits(0, 500, args.seed, problems)[1]}
+    stream = ProblemStream(tokenizer, ids, args.seed, frozenset(test_prompts), args.pad_response_to, problems)
     training_args = TrainingArguments(
         output_dir=str(args.checkpoint_dir), max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -93,8 +115,9 @@ def main() -> None:
         report_to=[], remove_unused_columns=False, use_cpu=True, dataloader_pin_memory=False,
         seed=args.seed,
     )
+    callbacks = [StopAfter(args.stop_after)] if args.stop_after else []
     trainer = LLaDASFTTrainer(model=model, args=training_args, train_dataset=stream,
-                              data_collator=SFTCollator(ids))
+                              data_collator=SFTCollator(ids), callbacks=callbacks)
     start = time.perf_counter()
     trainer.train()
     elapsed = time.perf_counter() - start
@@ -107,7 +130,8 @@ def main() -> None:
                                      block_length=args.block_length).validate()
     (args.output / SAMPLER_DEFAULTS_FILE).write_text(json.dumps(
         {key: value for key, value in dataclasses.asdict(sampler_defaults).items() if key != "seed"}, indent=2) + "\n")
-    summary = {"parameters": n_params, "train_seconds": round(elapsed), "steps": args.max_steps,
+    summary = {"parameters": n_params, "train_seconds": round(elapsed), "steps": trainer.state.global_step,
+               "command_args": {key: str(value) for key, value in vars(args).items()},
                "batch_size": args.batch_size, "log": trainer.state.log_history}
     (args.output / "training_summary.json").write_text(json.dumps(summary, indent=1))
     logger.info("saved the model to %s after %.0f s", args.output, elapsed)

@@ -1,0 +1,44 @@
+"""Write the fine-tuning demonstration splits: sharing (division) problems.
+
+    python -m scripts.make_demo_datasets --output datasets
+
+The bundled tiny model is pre-trained on +, - and × problems only, so it cannot
+solve these. demo_train.jsonl has the training format (prompt, rationales,
+boxed answer) and demo_test.jsonl the test format (prompt, plain answer); no
+prompt is in both. docs/benchmarks.md records the accuracy before and after
+fine-tuning on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from llada_cot.synthetic import SharingConfig, make_splits, sharing_problem
+from scripts.make_datasets import write_jsonl
+
+logger = logging.getLogger(__name__)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=Path("datasets"),
+                        help="folder for demo_train.jsonl and demo_test.jsonl")
+    parser.add_argument("--train", type=int, default=2000, help="number of training records")
+    parser.add_argument("--test", type=int, default=100, help="number of test records")
+    parser.add_argument("--seed", type=int, default=4321)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+    train, test = make_splits(args.train, args.test, args.seed, SharingConfig(), generate=sharing_problem)
+    args.output.mkdir(parents=True, exist_ok=True)
+    write_jsonl(args.output / "demo_train.jsonl", train)
+    # The answer field of a test line is the bare value inside \boxed{}.
+    write_jsonl(args.output / "demo_test.jsonl",
+                [{"prompt": r["prompt"], "answer": r["answer"][len("\\boxed{"):-1]} for r in test])
+    logger.info("wrote %d train and %d test records to %s", len(train), len(test), args.output)
+
+
+if __name__ == "__main__":
+    main()
