@@ -26,10 +26,14 @@ def validate_adapter_name(name: str) -> str:
 
 
 def list_adapters(adapters_dir: Path) -> list[str]:
-    """Return the names of complete adapters (folders with an adapter config), newest first."""
+    """Return the names of complete adapters (folders with an adapter config), newest first.
+
+    Hidden folders are skipped: they are adapters still being saved or replaced.
+    """
     if not adapters_dir.is_dir():
         return []
-    found = [path for path in adapters_dir.iterdir() if (path / ADAPTER_CONFIG_FILE).is_file()]
+    found = [path for path in adapters_dir.iterdir()
+             if not path.name.startswith(".") and (path / ADAPTER_CONFIG_FILE).is_file()]
     return [path.name for path in sorted(found, key=lambda path: path.stat().st_mtime, reverse=True)]
 
 

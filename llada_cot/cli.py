@@ -1,4 +1,4 @@
-"""Command-line entry points: ``python -m llada_cot generate | solve``."""
+"""Command-line entry points: ``python -m llada_cot generate | solve | train``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import argparse
 import dataclasses
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from tqdm import tqdm
 
-from llada_cot.data import DataFileError, read_test_file
+from llada_cot.data import TRAINING_MODES, DataFileError, read_test_file, read_training_file
 from llada_cot.evaluation import evaluate_file, solve
 from llada_cot.adapters import load_with_adapter
 from llada_cot.loading import LoadedModel, ModelLoadError, default_reference, load_model
@@ -27,6 +29,13 @@ SAMPLER_HELP = {
     "cfg_scale": "classifier-free guidance scale; 0 turns it off (each step then costs one forward pass, not two)",
     "remasking": f"which predictions to commit first: {', '.join(REMASKING_RULES)}",
     "seed": "random seed for sampling and random remasking",
+    "threshold": "confidence-threshold parallel decoding: commit every position above this probability "
+                 "(0 < t <= 1); steps is then ignored",
+    "cache": "block key/value cache: none, prefix or dual",
+    "suppress_eos_logits": "never predict end-of-text (forces long answers)",
+    "suppress_stop_confidence": "commit end-of-text and end-of-turn predictions last, at every temperature",
+    "early_stop": "end the run once every remaining position would be end-of-text",
+    "constraints": "words fixed at offsets of the answer, such as \"0:Once, 5:upon\"",
 }
 
 
@@ -118,6 +127,101 @@ def run_solve(args: argparse.Namespace) -> int:
     return 0
 
 
+# FineTuneConfig fields set by `train` flags, with their help text; unset flags keep the
+# model's defaults (or, with --resume, the run's saved settings).
+TRAIN_FLAGS = {
+    "mode": (str, f"training items per record: {' or '.join(TRAINING_MODES)} (stepwise: one per rationale prefix)"),
+    "lora_r": (int, "rank of the LoRA updates"),
+    "lora_alpha": (int, "LoRA scaling numerator; the update is scaled by alpha / r"),
+    "lora_dropout": (float, "dropout on the LoRA input, 0 to below 1"),
+    "learning_rate": (float, "peak learning rate of the AdamW optimizer"),
+    "max_steps": (int, "optimizer steps to train; overrides --epochs"),
+    "epochs": (float, "passes over the training items when --max-steps is not set"),
+    "batch_size": (int, "sequences per process and forward pass"),
+    "gradient_accumulation": (int, "forward passes per optimizer step"),
+    "warmup_ratio": (float, "share of the steps with a linearly rising learning rate"),
+    "save_steps": (int, "optimizer steps between checkpoints (what --resume continues from)"),
+    "logging_steps": (int, "optimizer steps per row of train_log.jsonl"),
+    "seed": (int, "random seed of the LoRA initialisation, data order and masking"),
+    "pad_response_to": (int, "pad each response with end-of-text to this many tokens; 0 pads to the batch"),
+}
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True,
+                        help='training JSONL: {"prompt", "rationales": [...], "answer"} per line')
+    parser.add_argument("--output", type=Path, required=True,
+                        help="run folder for the adapter, train_log.jsonl and checkpoints")
+    parser.add_argument("--model", default=None,
+                        help=f"base model: 'tiny' (bundled), a local folder or a Hub id; default: {default_reference()!r} here")
+    parser.add_argument("--device", default=None, help="torch device, such as cpu or cuda:0 (default: cuda if present)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow models that are not LLaDA to run code from their repository")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --output from its last checkpoint, with its saved settings")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in --output, deleting its checkpoints; the old adapter stays until the new one is saved")
+    group = parser.add_argument_group("fine-tuning settings")
+    for name, (kind, help_text) in TRAIN_FLAGS.items():
+        group.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=help_text)
+    group.add_argument("--target-modules", default=None,
+                       help="comma-separated layer names that get LoRA (default: q_proj,k_proj,v_proj,attn_out,"
+                            "ff_proj,up_proj,ff_out, every linear layer of LLaDA)")
+    group.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                       help="recompute activations in the backward pass to save memory (default: on for large "
+                            "models on a GPU)")
+
+
+def train_config(args: argparse.Namespace, loaded: LoadedModel):
+    """Combine explicit flags with the saved run's settings (--resume) or the model's defaults."""
+    from llada_cot.finetune import default_config, saved_config
+
+    base = saved_config(args.output) if args.resume else None
+    if base is None:
+        base = default_config(loaded)
+    changes = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
+    if args.target_modules is not None:
+        changes["target_modules"] = tuple(name.strip() for name in args.target_modules.split(",") if name.strip())
+    if args.gradient_checkpointing is not None:
+        changes["gradient_checkpointing"] = args.gradient_checkpointing
+    if args.epochs is not None and args.max_steps is None:
+        changes["max_steps"] = None  # epochs given alone replace the default step count
+    return dataclasses.replace(base, **changes).validate()
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from llada_cot.finetune import RunExistsError, fine_tune
+
+    training_file = read_training_file(args.data)
+    for warning in training_file.warnings:
+        logger.warning(warning)
+    loaded = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    config = train_config(args, loaded)
+    logger.info("%s: %d records, %d %s training items", args.data, len(training_file.records),
+                training_file.n_items(config.mode), config.mode)
+
+    # The first Ctrl-C stops after the current step and saves; a second one aborts.
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        logger.warning("stopping after the current step; press Ctrl-C again to abort without saving")
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        result = fine_tune(loaded, args.data, config, args.output, resume=args.resume, overwrite=args.overwrite,
+                           stop_event=stop, progress_bar=True, training_file=training_file)
+    except RunExistsError as error:
+        raise ValueError(f"{error} Pass --resume to continue it or --overwrite to start again.") from error
+    if PartialState().is_main_process:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llada_cot",
                                      description="LLaDA masked-diffusion sampling, evaluation and fine-tuning.")
@@ -140,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(solve_parser)
     add_sampler_arguments(solve_parser)
     solve_parser.set_defaults(handler=run_solve)
+
+    train_parser = commands.add_parser("train", help="fine-tune a LoRA adapter on a training JSONL file")
+    add_train_arguments(train_parser)
+    train_parser.set_defaults(handler=run_train)
     return parser
 
 

@@ -11,6 +11,9 @@ class StepEvent:
 
     Positions are offsets into the generated region (0 .. gen_length - 1).
     `nfe` counts forward passes so far, counting a CFG pair as two.
+    `forward_positions` counts the query positions one sequence has run
+    through the model so far, summed over those passes. A block cache lowers
+    it while `nfe` stays the same.
     """
 
     step: int
@@ -19,6 +22,7 @@ class StepEvent:
     token_ids: list[list[int]]
     confidences: list[list[float]]
     nfe: int
+    forward_positions: int = 0
 
 
 @dataclass
@@ -29,6 +33,8 @@ class Trajectory:
     prompt_length: int  # padded prompt length shared by the batch
     steps: list[StepEvent] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Generated-region offset -> token id of positions fixed before the first step; no step commits them.
+    fixed: dict[int, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -36,14 +42,24 @@ class Trajectory:
     @classmethod
     def from_dict(cls, data: dict) -> Trajectory:
         steps = [StepEvent(**step) for step in data.get("steps", [])]
+        # JSON turns the integer keys of `fixed` into strings.
+        fixed = {int(offset): token for offset, token in data.get("fixed", {}).items()}
         return cls(gen_length=data["gen_length"], prompt_length=data["prompt_length"],
-                   steps=steps, notes=list(data.get("notes", [])))
+                   steps=steps, notes=list(data.get("notes", [])), fixed=fixed)
+
+    def initial_tokens(self, mask_id: int) -> list[int]:
+        """Return the generated region before the first step: masks, except the fixed positions."""
+        tokens = [mask_id] * self.gen_length
+        for offset, token in self.fixed.items():
+            tokens[offset] = token
+        return tokens
 
     def row(self, index: int) -> list[dict]:
         """Return one batch row's steps as plain dicts (the CLI and result files store these)."""
         return [
             {"step": s.step, "block": s.block, "positions": s.positions[index],
-             "token_ids": s.token_ids[index], "confidences": s.confidences[index], "nfe": s.nfe}
+             "token_ids": s.token_ids[index], "confidences": s.confidences[index], "nfe": s.nfe,
+             "forward_positions": s.forward_positions}
             for s in self.steps
         ]
 

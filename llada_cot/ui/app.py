@@ -8,7 +8,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from llada_cot.ui.evaluate import build_evaluate_tab
+from llada_cot.ui.finetune import build_finetune_tab
 from llada_cot.ui.i18n import I18N
+from llada_cot.ui.compare import build_compare_tab
 from llada_cot.ui.playground import build_playground_tab
 from llada_cot.ui.runtime import Runtime
 
@@ -37,6 +40,13 @@ def build_app(runtime: Runtime) -> gr.Blocks:
     with gr.Blocks(title="LLaDA-CoT Playground") as demo:
         gr.Markdown("# LLaDA-CoT Playground")
         gr.Markdown(I18N("subtitle"))
+        examples = example_prompts()
         with gr.Tab(I18N("playground")):
-            build_playground_tab(runtime, example_prompts())
+            build_playground_tab(runtime, examples)
+        with gr.Tab(I18N("compare")):
+            build_compare_tab(runtime, examples)
+        with gr.Tab(I18N("finetune")):
+            build_finetune_tab(runtime)
+        with gr.Tab(I18N("evaluate")):
+            build_evaluate_tab(runtime)
     return demo

@@ -1,0 +1,539 @@
+"""The Evaluate tab: run boxed-answer accuracy over a test file, read each item, replay it, compare runs.
+
+An evaluation runs as a background job (one at a time for the whole server)
+that writes `<run name>.jsonl` under the runtime's results folder. The page
+polls the job every second, so a reloaded page reattaches to a running job.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from llada_cot.data import DataFileError, TestFile, read_test_file
+from llada_cot.evaluation import (compare_runs, evaluate_file, read_finished_rows, read_summary, summarize,
+                                  write_csv)
+from llada_cot.jobs import FAILED, STOPPED, Job, JobBusyError
+from llada_cot.sampling import REMASKING_RULES, SamplerConfig
+from llada_cot.trajectory import replay_tokens
+from llada_cot.ui.i18n import I18N
+from llada_cot.ui.playground import MAX_GEN_LENGTH, adapter_choices, read_sampler
+from llada_cot.ui.render import COLOR_MAP, TokenRenderer
+from llada_cot.ui.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+DATASETS_DIR = Path(__file__).resolve().parents[2] / "datasets"
+JOB_KIND = "evaluate"
+POLL_INTERVAL_S = 1.0
+MAX_BATCH_SIZE = 64
+# Run names become file names in the results folder, so they use a safe alphabet.
+RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TABLE_COLUMNS = ["#", "result", "prompt", "gold answer", "model answer", "NFE"]
+COMPARE_COLUMNS = ["line", "prompt", "gold answer", "answer A", "correct A", "answer B", "correct B"]
+# Fields a job event keeps of each result row; the trajectory and raw output stay in the file.
+EVENT_FIELDS = ("line", "prompt", "gold_answer", "model_answer", "correct", "excluded", "nfe", "elapsed_s",
+                "generated_tokens")
+
+
+# --- Test data ---------------------------------------------------------------
+
+
+def bundled_test_files(datasets_dir: Path = DATASETS_DIR) -> list[str]:
+    """Return the names of the bundled test sets (datasets/*test*.jsonl)."""
+    return sorted(path.name for path in datasets_dir.glob("*test*.jsonl") if path.is_file())
+
+
+@dataclass
+class TestData:
+    """A validated test file and where it came from."""
+
+    __test__ = False  # keeps pytest from collecting this class as a test
+
+    test_file: TestFile
+    name: str  # file name shown to the user
+    path: Path
+
+
+def load_test_data(upload: str | None, dataset: str | None, datasets_dir: Path = DATASETS_DIR) -> TestData:
+    """Read the uploaded file, or else the picked bundled set; raise gr.Error with the file's problems."""
+    if upload:
+        path = Path(upload)
+        name = path.name
+    elif dataset:
+        if dataset not in bundled_test_files(datasets_dir):
+            raise gr.Error(f"The bundled test set {dataset!r} does not exist; pick one from the list.")
+        path = datasets_dir / dataset
+        name = dataset
+    else:
+        raise gr.Error("No test file: upload a JSONL file or pick a bundled test set.")
+    try:
+        test_file = read_test_file(path)
+    except DataFileError as error:
+        # Rebuilt with the file's own name, because an upload's path is a temporary folder of the server.
+        report = DataFileError(error.errors, error_count=error.error_count, source_name=name)
+        raise gr.Error(str(report)) from error
+    return TestData(test_file=test_file, name=name, path=path)
+
+
+def describe_test_data(data: TestData) -> str:
+    """Return Markdown naming the file, its detected format and its item count, with any warnings."""
+    n_items = len(data.test_file.items)
+    lines = [f"**{data.name}**: {n_items} {'item' if n_items == 1 else 'items'}, "
+             f"detected format **{data.test_file.format}**."]
+    lines += [f"- {warning}" for warning in data.test_file.warnings]
+    return "\n".join(lines)
+
+
+# --- Starting, polling and stopping a run -------------------------------------
+
+
+def default_run_name() -> str:
+    return time.strftime("eval-%Y%m%d-%H%M%S")
+
+
+def results_path(runtime: Runtime, run_name: str) -> Path:
+    """Return the results file of a run; raise gr.Error when the name is not a safe file name."""
+    if not RUN_NAME_PATTERN.fullmatch(run_name or "") or ".." in run_name:
+        raise gr.Error(f"The run name {run_name!r} is invalid; use 1 to 64 letters, digits, '.', '_' or '-', "
+                       "starting with a letter or digit.")
+    return runtime.results_dir / f"{run_name}.jsonl"
+
+
+def csv_path(output: Path) -> Path:
+    return output.with_suffix(".csv")
+
+
+def read_whole_number(value, name: str, minimum: int, maximum: int | None = None) -> int:
+    """Return `value` as an int within the bounds; raise gr.Error naming the control otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be a whole number, got {value!r}.") from None
+    if not number.is_integer() or number < minimum or (maximum is not None and number > maximum):
+        upper = f" and at most {maximum}" if maximum is not None else ""
+        raise gr.Error(f"{name} must be a whole number of at least {minimum}{upper}, got {value!r}.")
+    return int(number)
+
+
+def start_evaluation(runtime: Runtime, data: TestData, adapter: str, config: SamplerConfig, batch_size: int,
+                     limit: int, run_name: str, resume: bool) -> Job:
+    """Start the evaluation job; raise gr.Error when the run cannot start (busy, name taken, bad adapter)."""
+    output = results_path(runtime, run_name)
+    if adapter and adapter not in runtime.adapter_names():
+        raise gr.Error(f"The adapter {adapter!r} is not in {runtime.adapters_dir}; press refresh and pick one "
+                       "from the list, or leave it empty for the base model.")
+    if output.exists() and not resume:
+        raise gr.Error(f"A run named {run_name!r} already exists; pick another name, or tick "
+                       "'Resume' to continue it.")
+    runtime.uploads_dir.mkdir(parents=True, exist_ok=True)
+    runtime.results_dir.mkdir(parents=True, exist_ok=True)
+    data_copy = runtime.uploads_dir / f"{run_name}-{data.name}"
+    if data.path.resolve() != data_copy.resolve():
+        shutil.copyfile(data.path, data_copy)  # keeps the exact file the results came from
+    n_items = min(limit, len(data.test_file.items)) if limit else len(data.test_file.items)
+
+    def work(job: Job) -> dict:
+        job.result = {"output": str(output)}  # lets a page open the rows while the run goes on
+        loaded = runtime.model_for(adapter)
+        job.report(done=0, total=n_items)
+
+        def on_item(row: dict, done: int, total: int) -> None:
+            job.report(done=done, total=total, event={key: row.get(key) for key in EVENT_FIELDS})
+
+        summary = evaluate_file(
+            loaded, data.test_file, config, output, batch_size=batch_size, limit=limit or None, resume=resume,
+            on_item=on_item, should_stop=lambda: job.should_stop, compute_lock=runtime.compute_lock,
+            metadata={"data": data.name, "adapter": adapter or None},
+        )
+        write_csv(read_finished_rows(output), csv_path(output))
+        return {**summary, "output": str(output)}
+
+    description = f"{run_name}: {data.name}, {n_items} items"
+    try:
+        job = runtime.jobs.start(JOB_KIND, description, work)
+    except JobBusyError as error:
+        running = runtime.jobs.active(JOB_KIND)
+        which = f" ({running.description})" if running is not None else ""
+        raise gr.Error(f"Another evaluation{which} is already running, and only one runs at a time; wait for it "
+                       "to finish or stop it first.") from error
+    job.report(total=n_items)  # the page shows the item count before the worker reports it
+    return job
+
+
+def progress_html(done: int, total: int, status: str, description: str = "") -> str:
+    """Return a progress bar with the item count, the job's status and its description."""
+    prefix = f"{html.escape(description)} · " if description else ""
+    return (f'<progress value="{done}" max="{max(total, 1)}" style="width:100%"></progress>'
+            f"<div>{prefix}{done} / {total} items · {html.escape(status)}</div>")
+
+
+def summary_markdown(rows: list[dict]) -> str:
+    """Return the accuracy with its 95% interval, the counts, mean NFE and generated tokens/s."""
+    summary = summarize(rows)
+    if summary["accuracy"] is None:
+        return f"No graded items yet ({summary['n_excluded']} excluded)."
+    low, high = summary["ci95"]
+    speed = summary["generated_tokens_per_s"]
+    return (f"**Accuracy** {summary['accuracy']:.1%} (95% CI {low:.1%} to {high:.1%}) · "
+            f"{summary['n_correct']}/{summary['n']} correct · {summary['n_excluded']} excluded · "
+            f"mean NFE {summary['mean_nfe']:.1f} · "
+            f"{'n/a' if speed is None else f'{speed:.1f}'} generated tokens/s")
+
+
+def results_table(rows: list[dict]) -> pd.DataFrame:
+    """Return one table row per item: its number, verdict, prompt, gold answer, model answer and NFE."""
+    records = []
+    for number, row in enumerate(rows, start=1):
+        if row.get("excluded"):
+            verdict = "excluded"
+        else:
+            verdict = "✓ correct" if row.get("correct") else "✗ incorrect"
+        records.append([number, verdict, row.get("prompt"), row.get("gold_answer"), row.get("model_answer"),
+                        row.get("nfe")])
+    return pd.DataFrame(records, columns=TABLE_COLUMNS)
+
+
+def job_status_text(snapshot: dict) -> str:
+    status = snapshot["status"]
+    if status == FAILED:
+        return f"failed: {snapshot['error']}"
+    if status == STOPPED:
+        return "stopped; run again with the same name and 'Resume' ticked to continue"
+    return status
+
+
+@dataclass
+class PollUpdate:
+    """Page changes from one poll of the evaluation job."""
+
+    progress: str
+    summary: str
+    table: pd.DataFrame | None  # None when the item count has not changed since the last poll
+    active: bool  # whether to keep polling
+    output: Path | None  # the results file, as soon as the job has named it
+    n_rendered: int
+
+
+def poll_job(runtime: Runtime, job_id: str | None, n_rendered: int) -> PollUpdate | None:
+    """Read the job's snapshot; return None when the job is unknown."""
+    job = runtime.jobs.get(job_id)
+    if job is None:
+        return None
+    snapshot = job.snapshot()
+    rows = snapshot["events"]
+    finished = job.finished
+    table = results_table(rows) if len(rows) != n_rendered or finished else None
+    output = Path(snapshot["result"]["output"]) if snapshot["result"].get("output") else None
+    summary = summary_markdown(rows) if rows else ""
+    if snapshot["status"] == FAILED:
+        summary = f"The evaluation failed: {snapshot['error']}\n\n{summary}"
+    progress = progress_html(snapshot["done"], snapshot["total"], job_status_text(snapshot),
+                             snapshot["description"])
+    return PollUpdate(progress=progress, summary=summary, table=table, active=not finished, output=output,
+                      n_rendered=len(rows))
+
+
+def stop_evaluation(runtime: Runtime, job_id: str | None) -> bool:
+    """Ask the job to stop after its current denoising step; return False when it is not running."""
+    return job_id is not None and runtime.jobs.stop(job_id)
+
+
+# --- Finished runs: open, replay, download, compare ------------------------------
+
+
+def finished_run_names(runtime: Runtime) -> list[str]:
+    """Return the names of the result files in the results folder, newest first."""
+    if not runtime.results_dir.is_dir():
+        return []
+    paths = sorted(runtime.results_dir.glob("*.jsonl"), key=lambda path: path.stat().st_mtime, reverse=True)
+    return [path.stem for path in paths]
+
+
+def read_run(runtime: Runtime, run_name: str | None) -> tuple[Path, list[dict]]:
+    """Return a run's results file and rows; raise gr.Error when it is missing or empty."""
+    if not run_name:
+        raise gr.Error("No run picked; pick a finished run from the list (press refresh after a new run).")
+    output = results_path(runtime, run_name)
+    rows = read_finished_rows(output)
+    if not rows:
+        raise gr.Error(f"The run {run_name!r} has no results in {output}; pick another run.")
+    return output, rows
+
+
+def download_files(output: Path) -> tuple[Path, Path]:
+    """Return the results JSONL and a CSV of it, writing the CSV when it is missing or older."""
+    table = csv_path(output)
+    if not table.is_file() or table.stat().st_mtime < output.stat().st_mtime:
+        write_csv(read_finished_rows(output), table)
+    return output, table
+
+
+def item_details(row: dict) -> str:
+    verdict = "excluded (gold answer cannot be parsed)" if row.get("excluded") else (
+        "correct" if row.get("correct") else "incorrect")
+    return (f"**Line {row.get('line')}** · {verdict} · gold `{row.get('gold_answer')}` · "
+            f"model `{row.get('model_answer')}` · NFE {row.get('nfe')}\n\n"
+            f"**Prompt:** {row.get('prompt')}\n\n**Output:** {row.get('text', '')}")
+
+
+def replay_state(row: dict) -> dict:
+    """Return what the replay slider needs: the row's steps and its generated region before the first step."""
+    steps = row.get("trajectory") or []
+    fixed = {int(offset): token for offset, token in (row.get("fixed") or {}).items()}
+    gen_length = row.get("gen_length")
+    if not gen_length:
+        # Rows without the field: every position is committed once or fixed, so the highest one bounds the length.
+        positions = [position for event in steps for position in event["positions"]] + list(fixed)
+        gen_length = max(positions) + 1 if positions else 0
+    return {"steps": steps, "gen_length": gen_length, "fixed": fixed}
+
+
+def replay_frame(renderer: TokenRenderer, state: dict, step: int) -> list[tuple[str, str]]:
+    """Return the highlighted tokens after `step` (-1 is the start)."""
+    initial = [renderer.ids.mask] * state["gen_length"]
+    for offset, token in state["fixed"].items():
+        initial[offset] = token
+    tokens = replay_tokens(state["steps"], state["gen_length"], step, renderer.ids.mask, initial=initial)
+    new = next((set(event["positions"]) for event in state["steps"] if event["step"] == step), set())
+    return renderer.frame(tokens, new)
+
+
+def select_item(output: Path | None, number: int) -> tuple[dict, str]:
+    """Return the replay state and details of item `number` (1-based) of a results file."""
+    if output is None:
+        raise gr.Error("No results are shown yet; run an evaluation or open a finished run.")
+    rows = read_finished_rows(output)
+    if not 1 <= number <= len(rows):
+        raise gr.Error(f"Item {number} is not in {output.name}, which has {len(rows)} items; pick a row again.")
+    row = rows[number - 1]
+    return replay_state(row), item_details(row)
+
+
+def describe_run(name: str, output: Path, rows: list[dict]) -> str:
+    """Return one Markdown line with a run's name, settings and accuracy."""
+    settings = read_summary(output)
+    sampler = settings.get("sampler") or {}
+    parts = [f"**{name}**"]
+    if settings:
+        parts.append(f"model {settings.get('model')}, data {settings.get('data', 'unknown')}, "
+                     f"gen_length {sampler.get('gen_length')}, steps {sampler.get('steps')}, "
+                     f"block_length {sampler.get('block_length')}")
+    parts.append(summary_markdown(rows))
+    return " · ".join(parts)
+
+
+def compare_two_runs(runtime: Runtime, name_a: str | None, name_b: str | None) -> tuple[str, pd.DataFrame]:
+    """Return both runs' accuracies and a table of the items where correctness or the answer differ."""
+    if name_a and name_a == name_b:
+        raise gr.Error(f"Both sides are {name_a!r}; pick two different runs.")
+    output_a, rows_a = read_run(runtime, name_a)
+    output_b, rows_b = read_run(runtime, name_b)
+    comparison = compare_runs(rows_a, rows_b)
+    lines = [f"A: {describe_run(name_a, output_a, rows_a)}", f"B: {describe_run(name_b, output_b, rows_b)}",
+             f"{comparison.n_common} items in both runs, {len(comparison.differing)} of them differ in "
+             f"correctness or answer; {comparison.n_only_a} only in A, {comparison.n_only_b} only in B."]
+    records = [[item["line"], item["prompt"], item["gold_answer"], item["model_answer_a"], item["correct_a"],
+                item["model_answer_b"], item["correct_b"]] for item in comparison.differing]
+    return "\n\n".join(lines), pd.DataFrame(records, columns=COMPARE_COLUMNS)
+
+
+# --- The tab ---------------------------------------------------------------------
+
+
+def _sampler_controls(defaults: SamplerConfig) -> list:
+    """Return the sampler controls, with the Playground's ranges, in `read_sampler`'s argument order."""
+    return [
+        gr.Slider(8, MAX_GEN_LENGTH, value=defaults.gen_length, step=1, label=I18N("gen_length"),
+                  info=I18N("gen_length_info")),
+        gr.Slider(1, MAX_GEN_LENGTH, value=defaults.steps, step=1, label=I18N("steps"), info=I18N("steps_info")),
+        gr.Slider(1, MAX_GEN_LENGTH, value=defaults.block_length, step=1, label=I18N("block_length"),
+                  info=I18N("block_length_info")),
+        gr.Slider(0, 2, value=defaults.temperature, step=0.05, label=I18N("temperature"),
+                  info=I18N("temperature_info")),
+        gr.Slider(0, 5, value=defaults.cfg_scale, step=0.1, label=I18N("cfg_scale"), info=I18N("cfg_scale_info")),
+        gr.Radio(list(REMASKING_RULES), value=defaults.remasking, label=I18N("remasking"),
+                 info=I18N("remasking_info")),
+        gr.Number(value=defaults.seed, precision=0, label=I18N("seed"), info=I18N("seed_info")),
+    ]
+
+
+def _run_choices(runtime: Runtime) -> tuple:
+    """Return fresh choices for the three pickers of finished runs."""
+    names = finished_run_names(runtime)
+    return (gr.Dropdown(choices=names), gr.Dropdown(choices=names), gr.Dropdown(choices=names))
+
+
+def build_evaluate_tab(runtime: Runtime) -> None:
+    defaults = runtime.default_sampler()
+    bundled = bundled_test_files()
+    renderer = TokenRenderer(runtime.loaded.tokenizer, runtime.loaded.ids)
+
+    with gr.Row():
+        with gr.Column(scale=2):
+            with gr.Row():
+                dataset = gr.Dropdown(bundled, value=bundled[0] if bundled else None, label=I18N("eval_dataset"),
+                                      info=I18N("eval_dataset_info"))
+                upload = gr.File(label=I18N("eval_upload"), file_types=[".jsonl"], type="filepath")
+            data_info = gr.Markdown()
+            with gr.Row():
+                adapter = gr.Dropdown(adapter_choices(runtime), value="", label=I18N("adapter"),
+                                      info=I18N("adapter_info"))
+                refresh_adapters = gr.Button(I18N("refresh"), size="sm", scale=0)
+            with gr.Row():
+                batch_size = gr.Slider(1, MAX_BATCH_SIZE, value=8, step=1, label=I18N("eval_batch_size"),
+                                       info=I18N("eval_batch_size_info"))
+                limit = gr.Number(value=0, precision=0, minimum=0, label=I18N("eval_limit"),
+                                  info=I18N("eval_limit_info"))
+            with gr.Row():
+                run_name = gr.Textbox(value="", label=I18N("eval_run_name"), info=I18N("eval_run_name_info"))
+                resume = gr.Checkbox(value=False, label=I18N("eval_resume"), info=I18N("eval_resume_info"))
+            with gr.Row():
+                run_button = gr.Button(I18N("eval_run"), variant="primary")
+                stop_button = gr.Button(I18N("stop"), variant="stop")
+        with gr.Column(scale=1):
+            sampler = _sampler_controls(defaults)
+
+    progress = gr.HTML()
+    summary = gr.Markdown()
+    table = gr.Dataframe(headers=TABLE_COLUMNS, label=I18N("eval_table"), interactive=False, wrap=True,
+                         max_height=400)
+    with gr.Row():
+        download_jsonl = gr.DownloadButton(I18N("eval_download_jsonl"), value=None, interactive=False)
+        download_csv = gr.DownloadButton(I18N("eval_download_csv"), value=None, interactive=False)
+    details = gr.Markdown()
+    live = gr.HighlightedText(label=I18N("denoising"), color_map=COLOR_MAP, show_legend=True,
+                              show_inline_category=False, combine_adjacent=False)
+    replay = gr.Slider(-1, 0, value=0, step=1, label=I18N("replay"), info=I18N("replay_info"), interactive=False)
+
+    with gr.Accordion(I18N("eval_runs"), open=False):
+        # Runs that finish after the page loaded are not among the choices until a refresh, so custom
+        # values are allowed. read_run rejects a name that has no results.
+        run_names = finished_run_names(runtime)
+        with gr.Row():
+            opened = gr.Dropdown(run_names, value=None, label=I18N("eval_open_run"), info=I18N("eval_open_run_info"),
+                                 allow_custom_value=True)
+            open_button = gr.Button(I18N("eval_open"), scale=0)
+            refresh_runs = gr.Button(I18N("refresh"), size="sm", scale=0)
+        with gr.Row():
+            run_a = gr.Dropdown(run_names, value=None, label=I18N("eval_run_a"), allow_custom_value=True)
+            run_b = gr.Dropdown(run_names, value=None, label=I18N("eval_run_b"), allow_custom_value=True)
+            compare_button = gr.Button(I18N("eval_compare"), scale=0)
+        compare_summary = gr.Markdown()
+        compare_table = gr.Dataframe(headers=COMPARE_COLUMNS, label=I18N("eval_compare_table"),
+                                     interactive=False, wrap=True, max_height=400)
+
+    job_id = gr.State(None)
+    n_rendered = gr.State(-1)
+    shown_output = gr.State(None)  # the results file whose rows the table shows
+    replay_data = gr.State(None)
+    timer = gr.Timer(POLL_INTERVAL_S, active=False)
+
+    def on_data_change(upload_path, dataset_name):
+        if not upload_path and not dataset_name:
+            return ""
+        return describe_test_data(load_test_data(upload_path, dataset_name))
+
+    def on_run(upload_path, dataset_name, adapter_name, batch, limit_value, name, resume_value, gen_length, steps,
+               block_length, temperature, cfg_scale, remasking, seed):
+        data = load_test_data(upload_path, dataset_name)
+        config = read_sampler(gen_length, steps, block_length, temperature, cfg_scale, remasking, seed)
+        batch = read_whole_number(batch, "Batch size", 1, MAX_BATCH_SIZE)
+        limit_value = read_whole_number(0 if limit_value in (None, "") else limit_value, "Limit", 0)
+        name = (name or "").strip() or default_run_name()
+        job = start_evaluation(runtime, data, adapter_name or "", config, batch, limit_value, name,
+                               bool(resume_value))
+        for note in config.notes:
+            gr.Info(note)
+        snapshot = job.snapshot()
+        return (job.id, -1, gr.Timer(active=True), describe_test_data(data),
+                progress_html(snapshot["done"], snapshot["total"], snapshot["status"], job.description), "")
+
+    def on_poll(current_job, rendered):
+        update = poll_job(runtime, current_job, rendered)
+        if update is None:
+            return (gr.skip(),) * 6 + (gr.Timer(active=False),) + (gr.skip(),) * 4
+        if update.active:
+            downloads = (gr.skip(), gr.skip())
+            run_pickers = (gr.skip(),) * 3
+        else:
+            # The run has ended: offer its files and list it among the finished runs.
+            has_output = update.output is not None and update.output.is_file()
+            jsonl_file, csv_file = download_files(update.output) if has_output else (None, None)
+            downloads = (gr.DownloadButton(value=jsonl_file, interactive=has_output),
+                         gr.DownloadButton(value=csv_file, interactive=has_output))
+            run_pickers = _run_choices(runtime)
+        return (
+            update.progress, update.summary, gr.skip() if update.table is None else update.table,
+            *downloads, update.n_rendered, gr.Timer(active=update.active),
+            str(update.output) if update.output is not None else gr.skip(), *run_pickers,
+        )
+
+    def on_stop(current_job):
+        if not stop_evaluation(runtime, current_job):
+            gr.Warning("No evaluation is running on this page.")
+
+    def on_load():
+        job = runtime.jobs.latest(JOB_KIND)
+        names = finished_run_names(runtime)
+        choices = (gr.Dropdown(choices=names),) * 3
+        if job is None:
+            return (None, gr.Timer(active=False), *choices)
+        return (job.id, gr.Timer(active=True), *choices)
+
+    def on_open(name):
+        output, rows = read_run(runtime, name)
+        jsonl_file, csv_file = download_files(output)
+        return (None, gr.Timer(active=False), progress_html(len(rows), len(rows), "opened", name),
+                describe_run(name, output, rows), results_table(rows), len(rows),
+                gr.DownloadButton(value=jsonl_file, interactive=True),
+                gr.DownloadButton(value=csv_file, interactive=True), str(output))
+
+    def on_select(output, event: gr.SelectData):
+        number = int(event.row_value[0]) if event.row_value else int(event.index[0]) + 1
+        state, text = select_item(Path(output) if output else None, number)
+        last_step = state["steps"][-1]["step"] if state["steps"] else -1
+        return (replay_frame(renderer, state, last_step), text,
+                gr.Slider(minimum=-1, maximum=max(last_step, 0), value=last_step, step=1, interactive=True), state)
+
+    def on_replay(step, state):
+        if not state:
+            return gr.skip()
+        return replay_frame(renderer, state, int(step))
+
+    # The old description is cleared first, so a rejected file never appears described by its predecessor.
+    dataset.change(lambda: "", inputs=None, outputs=[data_info], api_name=False, queue=False).then(
+        on_data_change, inputs=[upload, dataset], outputs=[data_info], api_name="evaluate_data")
+    upload.change(lambda: "", inputs=None, outputs=[data_info], api_name=False, queue=False).then(
+        on_data_change, inputs=[upload, dataset], outputs=[data_info], api_name=False)
+    refresh_adapters.click(lambda: gr.Dropdown(choices=adapter_choices(runtime)), inputs=None,
+                           outputs=[adapter], api_name=False, queue=False)
+    run_button.click(
+        on_run, inputs=[upload, dataset, adapter, batch_size, limit, run_name, resume, *sampler],
+        outputs=[job_id, n_rendered, timer, data_info, progress, summary], api_name="evaluate",
+    )
+    timer.tick(
+        on_poll, inputs=[job_id, n_rendered],
+        outputs=[progress, summary, table, download_jsonl, download_csv, n_rendered, timer, shown_output,
+                 opened, run_a, run_b],
+        api_name=False, concurrency_limit=None, show_progress="hidden",
+    )
+    stop_button.click(on_stop, inputs=[job_id], outputs=None, api_name="evaluate_stop", queue=False)
+    gr.on(triggers=None, fn=on_load, inputs=None, outputs=[job_id, timer, opened, run_a, run_b], api_name=False)
+    refresh_runs.click(lambda: _run_choices(runtime), inputs=None, outputs=[opened, run_a, run_b],
+                       api_name=False, queue=False)
+    open_button.click(on_open, inputs=[opened],
+                      outputs=[job_id, timer, progress, summary, table, n_rendered, download_jsonl, download_csv,
+                               shown_output], api_name=False)
+    table.select(on_select, inputs=[shown_output], outputs=[live, details, replay, replay_data], api_name=False)
+    replay.release(on_replay, inputs=[replay, replay_data], outputs=[live], api_name=False)
+    compare_button.click(lambda a, b: compare_two_runs(runtime, a, b), inputs=[run_a, run_b],
+                         outputs=[compare_summary, compare_table], api_name="evaluate_compare")

@@ -1,0 +1,71 @@
+"""The page served on a loopback port and called as an API client would."""
+
+import socket
+
+import pytest
+from gradio_client import Client
+
+from llada_cot.ui.app import build_app, example_prompts
+from llada_cot.ui.i18n import I18N
+from llada_cot.ui.runtime import Runtime
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(bundled, tmp_path_factory):
+    runtime = Runtime(loaded=bundled, workspace=tmp_path_factory.mktemp("workspace"))
+    demo = build_app(runtime)
+    demo.queue(default_concurrency_limit=1)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, i18n=I18N)
+    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    demo.close()
+
+
+def playground_defaults(bundled):
+    defaults = bundled.sampler_defaults
+    return [defaults["gen_length"], defaults["steps"], defaults["block_length"], 0.0, 0.0, "low_confidence", None]
+
+
+def test_generate_endpoint_returns_boxed_answer(client, bundled):
+    prompt = example_prompts()[0]
+    frame, text, answer, stats, plot, replay = client.predict(
+        prompt, *playground_defaults(bundled), api_name="/generate")
+    assert "\\boxed{" in text
+    assert answer
+    assert "NFE" in stats
+    assert all(entry["class_or_confidence"] != "mask" for entry in frame)
+
+
+def test_generate_endpoint_reports_bad_settings(client, bundled):
+    settings = playground_defaults(bundled)
+    settings[2] = settings[0] + 1  # block longer than the generation
+    with pytest.raises(Exception, match="block_length"):
+        client.predict("What is 2 + 2?", *settings, api_name="/generate")
+
+
+def test_empty_prompt_is_rejected(client, bundled):
+    with pytest.raises(Exception, match="prompt is empty"):
+        client.predict("   ", *playground_defaults(bundled), api_name="/generate")
+
+
+def test_compare_endpoint_reports_speed_up(client, bundled):
+    defaults = playground_defaults(bundled)
+    vanilla = [*defaults[:6], 0, 0.0, "none", False, False, False, ""]
+    fast = [*defaults[:6], 0, 0.9, "dual", False, False, False, ""]
+    outputs = client.predict(example_prompts()[0], "", *vanilla, *fast, api_name="/compare")
+    summary = outputs[-1]
+    assert "Speed-up of B over A" in summary
+    assert "fewer forward passes" in summary
+
+
+def test_constraints_stay_in_the_output(client, bundled):
+    settings = playground_defaults(bundled)
+    frame, text, *_ = client.predict("What is 2 + 7?", *settings, 0.0, "none", False, False, False, "0:5", "",
+                                     api_name="/generate")
+    assert text.startswith("5")

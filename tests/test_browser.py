@@ -1,0 +1,108 @@
+"""The page in headless Chromium: generate, switch language, upload a bad file.
+
+Needs Debian's chromium (/usr/bin/chromium) and the playwright package; .ci/run
+installs both. With LLADA_COT_SCREENSHOTS=1 the test also saves a screenshot of
+each tab in English and Korean under docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).is_file():
+    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+
+from llada_cot.ui.app import build_app  # noqa: E402
+from llada_cot.ui.i18n import ENGLISH, I18N, KOREAN  # noqa: E402
+from llada_cot.ui.runtime import Runtime  # noqa: E402
+
+SCREENSHOT_DIR = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+# Flags that keep headless Chromium off the network and quiet as root.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TABS = ("playground", "compare", "finetune", "evaluate")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def page_url(bundled, tmp_path_factory):
+    runtime = Runtime(loaded=bundled, workspace=tmp_path_factory.mktemp("workspace"))
+    demo = build_app(runtime)
+    demo.queue(default_concurrency_limit=1)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, i18n=I18N)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+def open_page(browser, url: str, locale: str):
+    page = browser.new_page(locale=locale, viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    page.get_by_role("button", name=(ENGLISH if locale.startswith("en") else KOREAN)["generate"]).wait_for()
+    return page
+
+
+def save_tab_screenshots(page, texts: dict, language: str) -> None:
+    if os.environ.get("LLADA_COT_SCREENSHOTS") != "1":
+        return
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    for tab in TABS:
+        if tab not in texts:
+            continue
+        button = page.get_by_role("tab", name=texts[tab])
+        if button.count() == 0:
+            continue
+        button.first.click()
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SCREENSHOT_DIR / f"{tab}-{language}.png"), full_page=True)
+
+
+def test_generation_shows_boxed_answer(browser, page_url):
+    page = open_page(browser, page_url, "en-US")
+    page.get_by_role("button", name=ENGLISH["generate"]).click()
+    answer = page.get_by_label(ENGLISH["final_text"])
+    answer.wait_for()
+    page.wait_for_function(
+        "label => [...document.querySelectorAll('textarea')].some(t => t.value.includes('\\\\boxed{'))",
+        arg=ENGLISH["final_text"], timeout=60000)
+    save_tab_screenshots(page, ENGLISH, "en")
+    page.close()
+
+
+def test_korean_locale_translates_labels(browser, page_url):
+    page = open_page(browser, page_url, "ko-KR")
+    assert page.get_by_role("button", name=KOREAN["generate"]).is_visible()
+    assert page.get_by_text(KOREAN["steps"], exact=True).first.is_visible()
+    save_tab_screenshots(page, KOREAN, "ko")
+    page.close()
+
+
+def test_malformed_training_file_shows_error(browser, page_url, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "Solve 3 + 4", "rationales": "3 + 4 = 7", "answer": "\\\\boxed{7}"}\nnot json\n')
+    page = open_page(browser, page_url, "en-US")
+    page.get_by_role("tab", name=ENGLISH["finetune"]).click()
+    page.locator("input[type=file]").first.set_input_files(str(bad))
+    page.get_by_text("line 2").first.wait_for(timeout=30000)
+    assert page.get_by_text("rationales").first.is_visible()
+    page.close()
