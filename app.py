@@ -10,6 +10,7 @@ import logging
 import os
 from pathlib import Path
 
+from llada_cot.data import MAX_FILE_BYTES
 from llada_cot.loading import TINY_MODEL, ModelLoadError, default_reference
 from llada_cot.ui.app import build_app
 from llada_cot.ui.i18n import I18N
@@ -50,7 +51,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {error}") from None
     demo = build_app(runtime)
     demo.queue(default_concurrency_limit=1)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, i18n=I18N)
+    # Uploads larger than the JSONL reader accepts are refused by the server before they reach the disk.
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, i18n=I18N,
+                max_file_size=MAX_FILE_BYTES)
 
 
 if __name__ == "__main__":

@@ -69,3 +69,18 @@ def test_constraints_stay_in_the_output(client, bundled):
     frame, text, *_ = client.predict("What is 2 + 7?", *settings, 0.0, "none", False, False, False, "0:5", "",
                                      api_name="/generate")
     assert text.startswith("5")
+
+
+def test_concurrent_clients_get_their_own_results(client, bundled):
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompts = [f"What is {a} + {b}?" for a, b in [(2, 3), (4, 5), (6, 1), (7, 2), (3, 3), (9, 8), (5, 4), (8, 6)]]
+    settings = playground_defaults(bundled)
+    expected = {prompt: client.predict(prompt, *settings, api_name="/generate")[1] for prompt in prompts}
+
+    def call(prompt):
+        return prompt, client.predict(prompt, *settings, api_name="/generate")[1]
+
+    with ThreadPoolExecutor(max_workers=len(prompts)) as pool:
+        results = dict(pool.map(call, prompts))
+    assert results == expected
