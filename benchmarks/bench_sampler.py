@@ -38,12 +38,17 @@ from llada_cot.data import read_test_file  # noqa: E402
 from llada_cot.evaluation import solve, stop_strings  # noqa: E402
 from llada_cot.loading import LoadedModel, load_model, special_ids  # noqa: E402
 from llada_cot.sampling import SamplerConfig, cut_at_stop, encode_prompts, generate  # noqa: E402
+# Private on purpose: timing StepEvent building alone needs the step tensors before they become events.
+from llada_cot.sampling import _Denoiser, _step_event  # noqa: E402
 
 DOCS = REPO / "docs" / "benchmarks.md"
 SECTION = "## Sampler"
 TINY_SUBSECTION = "### Bundled tiny model"
 BLOCK_LENGTH = 32
 THRESHOLD = 0.9
+NO_TRAJECTORY = "vanilla, no trajectory"
+EVENT_BUILDING = "StepEvent building"
+PLAIN_LOOP = "plain official loop"
 
 
 @dataclass
@@ -114,45 +119,77 @@ def plain_official_loop(model, prompt: torch.Tensor, gen_length: int, steps: int
     return x[:, prompt_length:], nfe
 
 
-def time_setting(loaded: LoadedModel, prompts: list[str], config: SamplerConfig, repeats: int,
-                 record_trajectory: bool = True) -> tuple[float, float, float, int]:
-    """Generate each prompt alone, `repeats` times; return (median s per generation, NFE, full passes, tokens)."""
+@dataclass
+class Timing:
+    """One timed pass over the timing prompts, each generated alone."""
+
+    seconds: float  # mean wall time per generation
+    nfe: float = 0.0
+    full_passes: float = 0.0
+    tokens: int = 0  # generated tokens before the first stop token, summed over the prompts
+
+
+def time_generation(loaded: LoadedModel, encoded: list, config: SamplerConfig,
+                    record_trajectory: bool = True) -> Timing:
     device = loaded.device
-    encoded = [encode_prompts(loaded.tokenizer, [prompt], loaded.ids, device) for prompt in prompts]
-    per_repeat = []
-    nfe = full_passes = tokens = 0
-    for _ in range(repeats):
-        nfe = full_passes = tokens = 0
-        elapsed = 0.0
-        for input_ids, attention_mask in encoded:
-            synchronize(device)
-            start = time.perf_counter()
-            result = generate(loaded.model, input_ids, loaded.ids, config, attention_mask=attention_mask,
-                              record_trajectory=record_trajectory)
-            synchronize(device)
-            elapsed += time.perf_counter() - start
-            nfe += result.nfe
-            full_passes += result.forward_positions / (input_ids.shape[1] + config.gen_length)
-            tokens += len(cut_at_stop(result.tokens[0].tolist(), loaded.ids))
-        per_repeat.append(elapsed / len(encoded))
+    timing = Timing(seconds=0.0)
+    for input_ids, attention_mask in encoded:
+        synchronize(device)
+        start = time.perf_counter()
+        result = generate(loaded.model, input_ids, loaded.ids, config, attention_mask=attention_mask,
+                          record_trajectory=record_trajectory)
+        synchronize(device)
+        timing.seconds += time.perf_counter() - start
+        timing.nfe += result.nfe
+        timing.full_passes += result.forward_positions / (input_ids.shape[1] + config.gen_length)
+        timing.tokens += len(cut_at_stop(result.tokens[0].tolist(), loaded.ids))
     count = len(encoded)
-    return statistics.median(per_repeat), nfe / count, full_passes / count, tokens
+    timing.seconds, timing.nfe, timing.full_passes = timing.seconds / count, timing.nfe / count, timing.full_passes / count
+    return timing
 
 
-def time_plain_loop(loaded: LoadedModel, prompts: list[str], gen_length: int, repeats: int) -> float:
+def time_plain_loop(loaded: LoadedModel, encoded: list, gen_length: int) -> Timing:
     device = loaded.device
-    encoded = [encode_prompts(loaded.tokenizer, [prompt], loaded.ids, device)[0] for prompt in prompts]
-    per_repeat = []
+    elapsed = 0.0
+    for input_ids, _ in encoded:
+        synchronize(device)
+        start = time.perf_counter()
+        plain_official_loop(loaded.model, input_ids, gen_length, gen_length, BLOCK_LENGTH, loaded.ids.mask)
+        synchronize(device)
+        elapsed += time.perf_counter() - start
+    return Timing(seconds=elapsed / len(encoded))
+
+
+def timing_runs(loaded: LoadedModel, prompts: list[str], length: int, repeats: int) -> dict[str, list[Timing]]:
+    """Time every setting `repeats` times, interleaved, so that a change in machine load hits all of them alike."""
+    encoded = [encode_prompts(loaded.tokenizer, [prompt], loaded.ids, loaded.device) for prompt in prompts]
+    configs = settings(length)
+    runs: dict[str, list[Timing]] = {name: [] for name in [*configs, NO_TRAJECTORY, PLAIN_LOOP]}
     for _ in range(repeats):
-        elapsed = 0.0
-        for input_ids in encoded:
-            synchronize(device)
-            start = time.perf_counter()
-            plain_official_loop(loaded.model, input_ids, gen_length, gen_length, BLOCK_LENGTH, loaded.ids.mask)
-            synchronize(device)
-            elapsed += time.perf_counter() - start
-        per_repeat.append(elapsed / len(encoded))
-    return statistics.median(per_repeat)
+        for name, config in configs.items():
+            runs[name].append(time_generation(loaded, encoded, config))
+        runs[NO_TRAJECTORY].append(time_generation(loaded, encoded, configs["vanilla"], record_trajectory=False))
+        runs[PLAIN_LOOP].append(time_plain_loop(loaded, encoded, length))
+    runs[EVENT_BUILDING] = [Timing(seconds=event_building_seconds(loaded, encoded, configs["vanilla"]))]
+    return runs
+
+
+def event_building_seconds(loaded: LoadedModel, encoded: list, config: SamplerConfig, repeats: int = 5) -> float:
+    """Return the mean seconds per generation spent turning step tensors into StepEvents."""
+    elapsed = 0.0
+    for input_ids, attention_mask in encoded:
+        steps = list(_Denoiser(loaded.model, input_ids, loaded.ids, config, attention_mask, None).run())
+        start = time.perf_counter()
+        for _ in range(repeats):
+            for step in steps:
+                _step_event(step)
+        elapsed += (time.perf_counter() - start) / repeats
+    return elapsed / len(encoded)
+
+
+def paired_ratio(numerators: list[Timing], denominators: list[Timing]) -> float:
+    """Return the median over repeats of the ratio of two settings timed in the same repeat."""
+    return statistics.median(top.seconds / bottom.seconds for top, bottom in zip(numerators, denominators))
 
 
 def accuracy(loaded: LoadedModel, items, config: SamplerConfig, batch_size: int) -> tuple[float | None, int]:
@@ -175,17 +212,24 @@ def measure(loaded: LoadedModel, items, lengths: list[int], timing_prompts: int,
     prompts = [item.prompt for item in items[:timing_prompts]]
     rows, overhead = [], []
     for length in lengths:
+        runs = timing_runs(loaded, prompts, length, repeats)
         for name, config in settings(length).items():
-            seconds, nfe, full_passes, tokens = time_setting(loaded, prompts, config, repeats)
+            timings = runs[name]
+            seconds = statistics.median(timing.seconds for timing in timings)
             score, n = accuracy(loaded, items, config, batch_size)
-            rows.append(Measurement(length=length, name=name, nfe=nfe, full_passes=full_passes, seconds=seconds,
-                                    tokens_per_s=tokens / (seconds * len(prompts)), accuracy=score, n=n))
-            print(f"  {length:>4} {name:<44} NFE {nfe:7.1f}  {seconds:.3f} s  accuracy {score}", flush=True)
-        vanilla = settings(length)["vanilla"]
-        without, _, _, _ = time_setting(loaded, prompts, vanilla, repeats, record_trajectory=False)
-        with_trajectory = next(row.seconds for row in rows if row.length == length and row.name == "vanilla")
-        overhead.append({"length": length, "plain": time_plain_loop(loaded, prompts, length, repeats),
-                         "without": without, "with": with_trajectory})
+            rows.append(Measurement(length=length, name=name, nfe=timings[0].nfe, full_passes=timings[0].full_passes,
+                                    seconds=seconds, tokens_per_s=timings[0].tokens / (seconds * len(prompts)),
+                                    accuracy=score, n=n))
+            print(f"  {length:>4} {name:<44} NFE {timings[0].nfe:7.1f}  {seconds:.3f} s  accuracy {score}", flush=True)
+        overhead.append({
+            "length": length,
+            "plain": statistics.median(timing.seconds for timing in runs[PLAIN_LOOP]),
+            "without": statistics.median(timing.seconds for timing in runs[NO_TRAJECTORY]),
+            "with": statistics.median(timing.seconds for timing in runs["vanilla"]),
+            "trajectory_ratio": paired_ratio(runs["vanilla"], runs[NO_TRAJECTORY]),
+            "plain_ratio": paired_ratio(runs["vanilla"], runs[PLAIN_LOOP]),
+            "events": runs[EVENT_BUILDING][0].seconds,
+        })
     return rows, overhead
 
 
@@ -201,11 +245,12 @@ def main_table(rows: list[Measurement]) -> str:
 
 def overhead_table(overhead: list[dict]) -> str:
     lines = ["| gen_length | plain official loop s | vanilla, no trajectory s | vanilla with trajectory s "
-             "| trajectory cost | vanilla / plain loop |", "|---:|---:|---:|---:|---:|---:|"]
+             "| trajectory cost, paired wall time | StepEvent building alone | vanilla / plain loop |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     for row in overhead:
-        cost = (row["with"] - row["without"]) / row["without"]
         lines.append(f"| {row['length']} | {row['plain']:.3f} | {row['without']:.3f} | {row['with']:.3f} "
-                     f"| {100 * cost:+.1f}% | {row['with'] / row['plain']:.2f}x |")
+                     f"| {100 * (row['trajectory_ratio'] - 1):+.1f}% | {1000 * row['events']:.1f} ms "
+                     f"({100 * row['events'] / row['with']:.2f}%) | {row['plain_ratio']:.2f}x |")
     return "\n".join(lines)
 
 
@@ -227,9 +272,9 @@ def target_lines(rows: list[Measurement], overhead: list[dict], length: int = 12
             lines.append(f"- Accuracy, same comparison: {points:+.1f} points (target within 1 point): "
                          f"{'met' if abs(points) <= 1 else 'missed'}.")
     for row in overhead:
-        cost = (row["with"] - row["without"]) / row["without"]
-        ratio = row["with"] / row["plain"]
-        lines.append(f"- gen_length {row['length']}: trajectory recording costs {100 * cost:+.1f}% (target <= 5%): "
+        cost, ratio = row["trajectory_ratio"] - 1, row["plain_ratio"]
+        lines.append(f"- gen_length {row['length']}: trajectory recording costs {100 * cost:+.1f}% in paired wall "
+                     f"time and {100 * row['events'] / row['with']:.2f}% measured alone (target <= 5%): "
                      f"{'met' if cost <= 0.05 else 'missed'}; vanilla takes {ratio:.2f}x the plain loop's time "
                      f"(target <= 1x): {'met' if ratio <= 1 else 'missed'}.")
     return lines
@@ -244,12 +289,13 @@ def report(title: str, command: str, machine: str, rows: list[Measurement], over
     return "\n".join(parts) + "\n"
 
 
-def machine_description(device: torch.device) -> str:
+def machine_description(device: torch.device, load_before: float) -> str:
     torch_version = f"torch {torch.__version__}"
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, {torch_version}"
     return (f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), "
-            f"{torch.get_num_threads()} torch threads, {torch_version}")
+            f"{torch.get_num_threads()} torch thread(s), {torch_version}; 1-minute load average "
+            f"{load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end")
 
 
 def write_subsection(path: Path, subsection: str, body: str) -> None:
@@ -301,6 +347,8 @@ def parse_arguments(argv: list[str] | None, lengths: list[int], limit: int | Non
                         help="prompts timed one at a time for the speed columns")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats; the median is reported")
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per batch in the accuracy runs")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads; 1 avoids OpenMP spin-waits when other jobs share the cores")
     parser.add_argument("--no-docs", action="store_true", help="print the tables without writing docs/benchmarks.md")
     parser.add_argument("--random-weights", action="store_true",
                         help="use a random tiny model to smoke-test this script; implies --no-docs")
@@ -314,6 +362,8 @@ def command_line(argv: list[str] | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv, lengths=[64, 128, 256], limit=None)
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     loaded = random_tiny_model() if args.random_weights else load_model("tiny", device="cpu")
     items = read_test_file(args.test_file).items[:args.limit] if args.limit else read_test_file(args.test_file).items
     print(f"{len(items)} test items, {args.timing_prompts} timing prompts, {args.repeats} repeats", flush=True)
@@ -322,9 +372,10 @@ def main(argv: list[str] | None = None) -> int:
              "steps = gen_length. Speed columns: each of the first "
              f"{args.timing_prompts} test prompts generated alone (batch 1), median of {args.repeats} repeats. "
              f"Accuracy: boxed answers of the first {len(items)} items of {args.test_file.name}, batches of "
-             f"{args.batch_size}. The bundled model was trained with 48 response positions, so longer "
-             "generations are outside its training."]
-    text = report(TINY_SUBSECTION, command_line(argv), machine_description(loaded.device), rows, overhead, notes)
+             f"{args.batch_size}. The settings are timed in turn within each repeat, and the trajectory cost "
+             "and the ratio to the plain loop are medians of per-repeat ratios. The bundled model was trained "
+             "with 48 response positions, so longer generations are outside its training."]
+    text = report(TINY_SUBSECTION, command_line(argv), machine_description(loaded.device, load_before), rows, overhead, notes)
     print(text)
     if not (args.no_docs or args.random_weights):
         write_subsection(DOCS, TINY_SUBSECTION, text)

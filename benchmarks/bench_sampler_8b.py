@@ -25,6 +25,7 @@ SUBSECTION = "### LLaDA-8B-Instruct"
 
 def main(argv: list[str] | None = None) -> int:
     args = bench_sampler.parse_arguments(argv, lengths=[128, 256], limit=100)
+    load_before = os.getloadavg()[0]
     if not torch.cuda.is_available():
         print("bench_sampler_8b: no CUDA GPU is visible; run it on a machine with one.", file=sys.stderr)
         return 2
@@ -45,9 +46,10 @@ def main(argv: list[str] | None = None) -> int:
              "bfloat16; vanilla runs steps = gen_length. Speed columns: each of the first "
              f"{args.timing_prompts} test prompts generated alone (batch 1), median of {args.repeats} repeats. "
              f"Accuracy: boxed answers of the first {len(items)} items of {args.test_file.name}, batches of "
-             f"{args.batch_size}."]
+             f"{args.batch_size}. The settings are timed in turn within each repeat, and the trajectory "
+             "cost and the ratio to the plain loop are medians of per-repeat ratios."]
     text = bench_sampler.report(SUBSECTION, bench_sampler.command_line(argv),
-                                bench_sampler.machine_description(loaded.device), rows, overhead, notes)
+                                bench_sampler.machine_description(loaded.device, load_before), rows, overhead, notes)
     print(text)
     if not args.no_docs:
         bench_sampler.write_subsection(bench_sampler.DOCS, SUBSECTION, text)

@@ -371,7 +371,11 @@ class _Denoiser:
             self.generator = torch.Generator(device=input_ids.device).manual_seed(config.seed)
         self.x = initial_sequence(input_ids, ids, config, fixed)  # (B, P + G)
         self.attention_mask = attention_mask
-        if attention_mask is not None:
+        if attention_mask is not None and bool(attention_mask.all()):
+            # No row is padded: without a mask the positions and attention are the same, and
+            # scaled_dot_product_attention can take its faster unmasked kernels.
+            self.attention_mask = None
+        if self.attention_mask is not None:
             generated = torch.ones((input_ids.shape[0], config.gen_length), dtype=attention_mask.dtype,
                                    device=attention_mask.device)
             self.attention_mask = torch.cat([attention_mask, generated], dim=1)

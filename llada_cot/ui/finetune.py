@@ -284,7 +284,10 @@ def poll(runtime: Runtime, last_key: tuple | None) -> tuple:
         return status_markdown(None), gr.skip(), gr.skip(), key
     figure = loss_figure(snapshot["events"]) if snapshot["events"] else gr.skip()
     archive = snapshot["result"].get("zip")
-    download = gr.File(value=archive, visible=True) if archive and Path(archive).is_file() else gr.skip()
+    if archive and Path(archive).is_file():
+        download = gr.File(value=archive, visible=True)
+    else:
+        download = gr.File(value=None, visible=False)  # hides the previous job's zip
     return status_markdown(snapshot), figure, download, key
 
 
