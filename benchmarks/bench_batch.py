@@ -19,7 +19,6 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ from llada_cot.sampling import SamplerConfig  # noqa: E402
 
 DOCS = REPO / "docs" / "benchmarks.md"
 SECTION = "## Evaluation"
+SUBSECTION = "### Items per second by batch size"
 TARGET_SPEED_UP = 3.0  # batch 16 against batch 1
 
 
@@ -175,16 +175,27 @@ def random_tiny_model() -> LoadedModel:
                        sampler_defaults={"gen_length": 48, "steps": 48, "block_length": 16})
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the "## Evaluation" section of `path` (or append it), keeping the other sections."""
+def write_subsection(path: Path, body: str) -> None:
+    """Replace the generated subsection of the "## Evaluation" section of `path`, or add it.
+
+    Other sections, and other subsections of "## Evaluation", are kept as they are.
+    """
     text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
     lines = text.rstrip("\n").split("\n")
-    if SECTION in lines:
-        start = lines.index(SECTION)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = [SECTION, ""] + body.rstrip("\n").split("\n") + [""]
+    if SECTION not in lines:
+        lines += ["", SECTION]
+    start = lines.index(SECTION) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    section = lines[start:end]
+    generated = [SUBSECTION, ""] + body.rstrip("\n").split("\n") + [""]
+    if SUBSECTION in section:
+        first = section.index(SUBSECTION)
+        last = next((i for i in range(first + 1, len(section)) if section[i].startswith("### ")), len(section))
+        section[first:last] = generated
     else:
-        lines += ["", SECTION, ""] + body.rstrip("\n").split("\n")
+        section[0:0] = [""] + generated
+    lines[start:end] = section
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
 
 
@@ -196,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs per batch size; the median is reported")
     parser.add_argument("--random-weights", action="store_true",
                         help="use a random tiny model instead of the bundled one (smoke test, never written to docs)")
-    parser.add_argument("--write-docs", action="store_true", help=f"replace the '{SECTION}' section of {DOCS}")
+    parser.add_argument("--write-docs", action="store_true",
+                        help=f"replace the '{SUBSECTION}' part of the '{SECTION}' section of {DOCS}")
     args = parser.parse_args(argv)
 
     loaded = random_tiny_model() if args.random_weights else load_model("tiny", device="cpu")
@@ -207,26 +219,28 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         measurements = measure(loaded, test_file, config, args.batch_sizes, args.limit, args.repeats, Path(folder))
 
-    command = "python benchmarks/bench_batch.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:]))
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    command = f"{threads}python benchmarks/bench_batch.py " + " ".join(argv if argv is not None else sys.argv[1:])
     body = "\n".join([
-        f"Command: `{command.strip()}`",
-        f"Machine: {machine_description()}. Date: {datetime.date.today().isoformat()}.",
-        f"Model: {loaded.reference}; sampler: its defaults (gen_length {config.gen_length}, steps {config.steps}, "
+        f"- Command: `{command.strip()}`",
+        f"- Machine: {machine_description()}. Date: {datetime.date.today().isoformat()}. Load average of the "
+        f"machine when the runs ended: {' '.join(f'{load:.1f}' for load in os.getloadavg())} (1, 5, 15 minutes).",
+        f"- Model: {loaded.reference}; sampler: its defaults (gen_length {config.gen_length}, steps {config.steps}, "
         f"block_length {config.block_length}, temperature {config.temperature:g}, {config.remasking}). "
         f"Each run solves the first {args.limit} items of {args.test_file.name} through `evaluate_file`; "
         f"items/s is the median of {args.repeats} runs.",
         "",
         table(measurements),
         "",
-        "Columns: forward share is the time inside the model's forward passes over the wall time; forward ms "
-        "per item-step is that time per item and denoising step; padding is the extra positions run because "
-        "prompts are left-padded to the longest in their batch.",
+        "Forward share is the time inside the model's forward passes over the wall time. Forward ms per "
+        "item-step is that time per item and denoising step. Padding is the share of extra positions run "
+        "because prompts are left-padded to the longest in their batch.",
         "",
         findings(measurements),
     ])
     print(body)
     if args.write_docs and not args.random_weights:
-        write_section(DOCS, body)
+        write_subsection(DOCS, body)
         print(f"wrote {DOCS}")
     speed_up = measurements[-1].items_per_s / measurements[0].items_per_s
     print(f"batch {measurements[-1].batch_size} / batch {measurements[0].batch_size}: {speed_up:.2f}x "

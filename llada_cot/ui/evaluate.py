@@ -22,16 +22,18 @@ from llada_cot.data import DataFileError, TestFile, read_test_file
 from llada_cot.evaluation import (compare_runs, evaluate_file, read_finished_rows, read_summary, summarize,
                                   write_csv)
 from llada_cot.jobs import FAILED, STOPPED, Job, JobBusyError
-from llada_cot.sampling import REMASKING_RULES, SamplerConfig
+from llada_cot.sampling import SamplerConfig
 from llada_cot.trajectory import replay_tokens
 from llada_cot.ui.i18n import I18N
-from llada_cot.ui.playground import MAX_GEN_LENGTH, adapter_choices, read_sampler
+from llada_cot.ui.playground import adapter_choices
 from llada_cot.ui.render import COLOR_MAP, TokenRenderer
 from llada_cot.ui.runtime import Runtime
+from llada_cot.ui.sampler_controls import build_sampler_controls, read_sampler
 
 logger = logging.getLogger(__name__)
 
 DATASETS_DIR = Path(__file__).resolve().parents[2] / "datasets"
+DEFAULT_DATASET = "test.jsonl"
 JOB_KIND = "evaluate"
 POLL_INTERVAL_S = 1.0
 MAX_BATCH_SIZE = 64
@@ -349,23 +351,6 @@ def compare_two_runs(runtime: Runtime, name_a: str | None, name_b: str | None) -
 # --- The tab ---------------------------------------------------------------------
 
 
-def _sampler_controls(defaults: SamplerConfig) -> list:
-    """Return the sampler controls, with the Playground's ranges, in `read_sampler`'s argument order."""
-    return [
-        gr.Slider(8, MAX_GEN_LENGTH, value=defaults.gen_length, step=1, label=I18N("gen_length"),
-                  info=I18N("gen_length_info")),
-        gr.Slider(1, MAX_GEN_LENGTH, value=defaults.steps, step=1, label=I18N("steps"), info=I18N("steps_info")),
-        gr.Slider(1, MAX_GEN_LENGTH, value=defaults.block_length, step=1, label=I18N("block_length"),
-                  info=I18N("block_length_info")),
-        gr.Slider(0, 2, value=defaults.temperature, step=0.05, label=I18N("temperature"),
-                  info=I18N("temperature_info")),
-        gr.Slider(0, 5, value=defaults.cfg_scale, step=0.1, label=I18N("cfg_scale"), info=I18N("cfg_scale_info")),
-        gr.Radio(list(REMASKING_RULES), value=defaults.remasking, label=I18N("remasking"),
-                 info=I18N("remasking_info")),
-        gr.Number(value=defaults.seed, precision=0, label=I18N("seed"), info=I18N("seed_info")),
-    ]
-
-
 def _run_choices(runtime: Runtime) -> tuple:
     """Return fresh choices for the three pickers of finished runs."""
     names = finished_run_names(runtime)
@@ -375,14 +360,16 @@ def _run_choices(runtime: Runtime) -> tuple:
 def build_evaluate_tab(runtime: Runtime) -> None:
     defaults = runtime.default_sampler()
     bundled = bundled_test_files()
+    default_dataset = DEFAULT_DATASET if DEFAULT_DATASET in bundled else (bundled[0] if bundled else None)
     renderer = TokenRenderer(runtime.loaded.tokenizer, runtime.loaded.ids)
 
     with gr.Row():
         with gr.Column(scale=2):
             with gr.Row():
-                dataset = gr.Dropdown(bundled, value=bundled[0] if bundled else None, label=I18N("eval_dataset"),
+                dataset = gr.Dropdown(bundled, value=default_dataset, label=I18N("eval_dataset"),
                                       info=I18N("eval_dataset_info"))
-                upload = gr.File(label=I18N("eval_upload"), file_types=[".jsonl"], type="filepath")
+                upload = gr.File(label=I18N("eval_upload"), file_types=[".jsonl"], type="filepath",
+                                 elem_id="evaluate-upload")
             data_info = gr.Markdown()
             with gr.Row():
                 adapter = gr.Dropdown(adapter_choices(runtime), value="", label=I18N("adapter"),
@@ -400,12 +387,12 @@ def build_evaluate_tab(runtime: Runtime) -> None:
                 run_button = gr.Button(I18N("eval_run"), variant="primary")
                 stop_button = gr.Button(I18N("stop"), variant="stop")
         with gr.Column(scale=1):
-            sampler = _sampler_controls(defaults)
+            sampler = build_sampler_controls(defaults)
 
     progress = gr.HTML()
     summary = gr.Markdown()
     table = gr.Dataframe(headers=TABLE_COLUMNS, label=I18N("eval_table"), interactive=False, wrap=True,
-                         max_height=400)
+                         max_height=400, column_widths=["6%", "12%", "50%", "11%", "13%", "8%"])
     with gr.Row():
         download_jsonl = gr.DownloadButton(I18N("eval_download_jsonl"), value=None, interactive=False)
         download_csv = gr.DownloadButton(I18N("eval_download_csv"), value=None, interactive=False)
@@ -442,10 +429,9 @@ def build_evaluate_tab(runtime: Runtime) -> None:
             return ""
         return describe_test_data(load_test_data(upload_path, dataset_name))
 
-    def on_run(upload_path, dataset_name, adapter_name, batch, limit_value, name, resume_value, gen_length, steps,
-               block_length, temperature, cfg_scale, remasking, seed):
+    def on_run(upload_path, dataset_name, adapter_name, batch, limit_value, name, resume_value, *sampler_values):
         data = load_test_data(upload_path, dataset_name)
-        config = read_sampler(gen_length, steps, block_length, temperature, cfg_scale, remasking, seed)
+        config = read_sampler(*sampler_values)
         batch = read_whole_number(batch, "Batch size", 1, MAX_BATCH_SIZE)
         limit_value = read_whole_number(0 if limit_value in (None, "") else limit_value, "Limit", 0)
         name = (name or "").strip() or default_run_name()
@@ -482,12 +468,15 @@ def build_evaluate_tab(runtime: Runtime) -> None:
             gr.Warning("No evaluation is running on this page.")
 
     def on_load():
+        # A reloaded page shows the latest evaluation, running or finished, through the first timer tick.
         job = runtime.jobs.latest(JOB_KIND)
         names = finished_run_names(runtime)
         choices = (gr.Dropdown(choices=names),) * 3
+        # The dropdown starts at the default set on every load, so that is the set to describe.
+        info = describe_test_data(load_test_data(None, default_dataset)) if default_dataset else ""
         if job is None:
-            return (None, gr.Timer(active=False), *choices)
-        return (job.id, gr.Timer(active=True), *choices)
+            return (None, gr.Timer(active=False), *choices, info)
+        return (job.id, gr.Timer(active=True), *choices, info)
 
     def on_open(name):
         output, rows = read_run(runtime, name)
@@ -527,7 +516,8 @@ def build_evaluate_tab(runtime: Runtime) -> None:
         api_name=False, concurrency_limit=None, show_progress="hidden",
     )
     stop_button.click(on_stop, inputs=[job_id], outputs=None, api_name="evaluate_stop", queue=False)
-    gr.on(triggers=None, fn=on_load, inputs=None, outputs=[job_id, timer, opened, run_a, run_b], api_name=False)
+    gr.on(triggers=None, fn=on_load, inputs=None, outputs=[job_id, timer, opened, run_a, run_b, data_info],
+          api_name=False)
     refresh_runs.click(lambda: _run_choices(runtime), inputs=None, outputs=[opened, run_a, run_b],
                        api_name=False, queue=False)
     open_button.click(on_open, inputs=[opened],
