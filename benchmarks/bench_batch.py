@@ -86,7 +86,8 @@ def measure(loaded: LoadedModel, test_file, config: SamplerConfig, batch_sizes: 
             repeats: int, folder: Path) -> list[Measurement]:
     timer = ForwardTimer(loaded.model)
     # One untimed batch warms up the allocator and the kernels.
-    evaluate_file(loaded, test_file, config, folder / "warm-up.jsonl", batch_size=max(batch_sizes), limit=max(batch_sizes))
+    largest = max(batch_sizes)
+    evaluate_file(loaded, test_file, config, folder / "warm-up.jsonl", batch_size=largest, limit=largest)
     reference_rows = None
     measurements = []
     for batch_size in batch_sizes:

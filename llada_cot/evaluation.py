@@ -209,10 +209,17 @@ def _check_resumable(output: Path, rows: list[dict], items: list[TestItem], sett
         raise ValueError(f"{output} contains results of another test file; resume with that file, or "
                          f"{_NEW_OUTPUT_HINT}.")
     earlier = read_summary(output)
-    for key in ("model", "sampler"):
-        if key in earlier and earlier[key] != settings[key]:
-            raise ValueError(f"{output} was made with {key} {earlier[key]}, not {settings[key]}; resume with "
-                             f"the same {key} settings, or {_NEW_OUTPUT_HINT}.")
+    if "model" in earlier and earlier["model"] != settings["model"]:
+        raise ValueError(f"{output} was made with model {earlier['model']!r}, not {settings['model']!r}; resume "
+                         f"with that model, or {_NEW_OUTPUT_HINT}.")
+    earlier_sampler = earlier.get("sampler")
+    if isinstance(earlier_sampler, dict) and earlier_sampler != settings["sampler"]:
+        changed = sorted(key for key in set(earlier_sampler) | set(settings["sampler"])
+                         if earlier_sampler.get(key) != settings["sampler"].get(key))
+        made_with = ", ".join(f"{key}={earlier_sampler.get(key)!r}" for key in changed)
+        requested = ", ".join(f"{key}={settings['sampler'].get(key)!r}" for key in changed)
+        raise ValueError(f"{output} was made with sampler settings {made_with}, not {requested}; resume with "
+                         f"the same sampler settings, or {_NEW_OUTPUT_HINT}.")
 
 
 def evaluate_file(loaded: LoadedModel, test_file: TestFile, config: SamplerConfig, output: Path,

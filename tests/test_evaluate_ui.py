@@ -85,8 +85,12 @@ def test_bad_upload_shows_file_report(tmp_path):
         evaluate.load_test_data(str(upload), None)
     message = str(raised.value)
     assert "Cannot use broken.jsonl" in message
-    assert "line 2" in message
+    assert "<br>  line 2" in message  # one report line per toast line
     assert str(tmp_path) not in message  # the server's temporary folder stays hidden
+
+
+def test_toast_html_escapes_markup():
+    assert evaluate.as_toast_html("bad <b>line</b>\nnext & last") == "bad &lt;b&gt;line&lt;/b&gt;<br>next &amp; last"
 
 
 def test_binary_upload_is_rejected(tmp_path):
@@ -152,15 +156,15 @@ def test_second_run_is_busy_then_stop_and_resume(runtime, seed_data):
     update = wait_for(runtime, job)
     assert job.snapshot()["status"] == STOPPED
     assert "Resume" in update.progress
-    kept = read_finished_rows(runtime.results_dir / "long.jsonl")
-    assert 2 <= len(kept) < 40
+    kept_rows = read_finished_rows(runtime.results_dir / "long.jsonl")
+    assert 2 <= len(kept_rows) < 40
     assert not evaluate.stop_evaluation(runtime, job.id)  # nothing left to stop
 
     with pytest.raises(gr.Error, match="already exists"):
         evaluate.start_evaluation(runtime, seed_data, "", slow, 2, 6, "long", False)
-    resumed, update = run_to_end(runtime, seed_data, "long", config=slow, limit=len(kept) + 2, resume=True)
+    resumed, update = run_to_end(runtime, seed_data, "long", config=slow, limit=len(kept_rows) + 2, resume=True)
     assert resumed.snapshot()["status"] == DONE
-    assert update.table.shape[0] == len(kept) + 2  # the kept rows are listed too
+    assert update.table.shape[0] == len(kept_rows) + 2  # the kept rows are listed too
 
 
 def test_failed_run_shows_error(runtime, seed_data):

@@ -285,7 +285,7 @@ def test_resume_rejects_other_sampler_settings(random_loaded, seed_file, tmp_pat
     output = tmp_path / "out.jsonl"
     evaluate_file(random_loaded, seed_file, SMALL, output, batch_size=2, limit=2)
     longer = SamplerConfig(gen_length=24, steps=24, block_length=8)
-    with pytest.raises(ValueError, match="sampler"):
+    with pytest.raises(ValueError, match="gen_length=16, steps=16, not gen_length=24, steps=24"):
         evaluate_file(random_loaded, seed_file, longer, output, batch_size=2, limit=4, resume=True)
 
 
@@ -325,8 +325,10 @@ def test_compare_runs_lists_changed_items():
 
 
 def test_compare_runs_pairs_repeated_prompts_in_order():
-    rows_a = [{"prompt": "p", "model_answer": "1", "correct": True}, {"prompt": "p", "model_answer": "2", "correct": False}]
-    rows_b = [{"prompt": "p", "model_answer": "1", "correct": True}, {"prompt": "p", "model_answer": "5", "correct": False}]
+    rows_a = [{"prompt": "p", "model_answer": "1", "correct": True},
+              {"prompt": "p", "model_answer": "2", "correct": False}]
+    rows_b = [{"prompt": "p", "model_answer": "1", "correct": True},
+              {"prompt": "p", "model_answer": "5", "correct": False}]
     comparison = compare_runs(rows_a, rows_b)
     assert comparison.n_common == 2
     assert [item["model_answer_b"] for item in comparison.differing] == ["5"]

@@ -82,8 +82,13 @@ def load_test_data(upload: str | None, dataset: str | None, datasets_dir: Path =
     except DataFileError as error:
         # Rebuilt with the file's own name, because an upload's path is a temporary folder of the server.
         report = DataFileError(error.errors, error_count=error.error_count, source_name=name)
-        raise gr.Error(str(report)) from error
+        raise gr.Error(as_toast_html(str(report))) from error
     return TestData(test_file=test_file, name=name, path=path)
+
+
+def as_toast_html(text: str) -> str:
+    """Return `text` escaped for Gradio's error toast, which renders HTML, with its line breaks kept."""
+    return "<br>".join(html.escape(line, quote=False) for line in text.splitlines())
 
 
 def describe_test_data(data: TestData) -> str:
@@ -164,9 +169,9 @@ def start_evaluation(runtime: Runtime, data: TestData, adapter: str, config: Sam
         job = runtime.jobs.start(JOB_KIND, description, work)
     except JobBusyError as error:
         running = runtime.jobs.active(JOB_KIND)
-        which = f" ({running.description})" if running is not None else ""
-        raise gr.Error(f"Another evaluation{which} is already running, and only one runs at a time; wait for it "
-                       "to finish or stop it first.") from error
+        running_description = f" ({running.description})" if running is not None else ""
+        raise gr.Error(f"Another evaluation{running_description} is already running, and only one runs at a "
+                       "time; wait for it to finish or stop it first.") from error
     job.report(total=n_items)  # the page shows the item count before the worker reports it
     return job
 
@@ -360,7 +365,11 @@ def _run_choices(runtime: Runtime) -> tuple:
 def build_evaluate_tab(runtime: Runtime) -> None:
     defaults = runtime.default_sampler()
     bundled = bundled_test_files()
-    default_dataset = DEFAULT_DATASET if DEFAULT_DATASET in bundled else (bundled[0] if bundled else None)
+    default_dataset = None
+    if DEFAULT_DATASET in bundled:
+        default_dataset = DEFAULT_DATASET
+    elif bundled:
+        default_dataset = bundled[0]
     renderer = TokenRenderer(runtime.loaded.tokenizer, runtime.loaded.ids)
 
     with gr.Row():
@@ -392,7 +401,8 @@ def build_evaluate_tab(runtime: Runtime) -> None:
     progress = gr.HTML()
     summary = gr.Markdown()
     table = gr.Dataframe(headers=TABLE_COLUMNS, label=I18N("eval_table"), interactive=False, wrap=True,
-                         max_height=400, column_widths=["6%", "12%", "50%", "11%", "13%", "8%"])
+                         max_height=400, column_widths=["6%", "12%", "50%", "11%", "13%", "8%"],
+                         elem_id="evaluate-table")
     with gr.Row():
         download_jsonl = gr.DownloadButton(I18N("eval_download_jsonl"), value=None, interactive=False)
         download_csv = gr.DownloadButton(I18N("eval_download_csv"), value=None, interactive=False)
@@ -413,7 +423,7 @@ def build_evaluate_tab(runtime: Runtime) -> None:
         with gr.Row():
             run_a = gr.Dropdown(run_names, value=None, label=I18N("eval_run_a"), allow_custom_value=True)
             run_b = gr.Dropdown(run_names, value=None, label=I18N("eval_run_b"), allow_custom_value=True)
-            compare_button = gr.Button(I18N("eval_compare"), scale=0)
+            compare_button = gr.Button(I18N("eval_compare"), scale=0, elem_id="evaluate-compare")
         compare_summary = gr.Markdown()
         compare_table = gr.Dataframe(headers=COMPARE_COLUMNS, label=I18N("eval_compare_table"),
                                      interactive=False, wrap=True, max_height=400)
