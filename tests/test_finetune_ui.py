@@ -182,7 +182,10 @@ def test_second_job_is_refused_while_one_runs(runtime, ten_records_file):
     _, _, path = tab.validate_training_source(runtime, str(ten_records_file), None, "stepwise")
     first = tab.start_training(runtime, path, FineTuneConfig(**QUICK, max_steps=100_000).validate(), "first")
     try:
-        assert tab.start_training(runtime, path, FineTuneConfig(**QUICK, max_steps=2).validate(), "second") is None
+        # Outside a page request, gr.Warning is a Python warning.
+        with pytest.warns(UserWarning, match="already running"):
+            refused = tab.start_training(runtime, path, FineTuneConfig(**QUICK, max_steps=2).validate(), "second")
+        assert refused is None
     finally:
         runtime.jobs.stop(first.id)
         wait_until(lambda: first.finished)
