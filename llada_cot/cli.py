@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -14,12 +15,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from llada_cot.data import TRAINING_MODES, DataFileError, read_test_file, read_training_file
-from llada_cot.evaluation import evaluate_file, solve
+from llada_cot.evaluation import evaluate_file, read_finished_rows, solve
 from llada_cot.adapters import load_with_adapter
 from llada_cot.loading import LoadedModel, ModelLoadError, default_reference, load_model
 from llada_cot.sampling import REMASKING_RULES, SamplerConfig
 
 logger = logging.getLogger("llada_cot")
+
+# Exit status after Ctrl-C, 128 + SIGINT as shells report it.
+EXIT_INTERRUPTED = 130
 
 SAMPLER_HELP = {
     "gen_length": "number of positions to generate (tokens)",
@@ -114,13 +118,20 @@ def run_solve(args: argparse.Namespace) -> int:
     for note in config.notes:
         logger.warning(note)
     total = min(len(test_file.items), args.limit) if args.limit else len(test_file.items)
-    with tqdm(total=total, desc="solving", unit="item") as bar:
-        def advance(row: dict, done: int, total_items: int) -> None:
-            bar.n = done
-            bar.refresh()
+    try:
+        with tqdm(total=total, desc="solving", unit="item") as bar:
+            def advance(row: dict, done: int, total_items: int) -> None:
+                bar.n = done
+                bar.refresh()
 
-        summary = evaluate_file(loaded, test_file, config, args.output, batch_size=args.batch_size,
-                                limit=args.limit, resume=args.resume, on_item=advance)
+            summary = evaluate_file(loaded, test_file, config, args.output, batch_size=args.batch_size,
+                                    limit=args.limit, resume=args.resume, on_item=advance)
+    except KeyboardInterrupt:
+        # Complete lines stay in the file for --resume, and read_finished_rows skips a torn last line.
+        written = len(read_finished_rows(args.output))
+        print(f"Interrupted: {written} of {total} items are written to {args.output}; run the command again "
+              "with --resume to continue.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     summary["sampler"] = dataclasses.asdict(config)
     summary["model"] = loaded.reference
     print(json.dumps(summary, ensure_ascii=False))
@@ -211,15 +222,44 @@ def run_train(args: argparse.Namespace) -> int:
         logger.warning("stopping after the current step; press Ctrl-C again to abort without saving")
         stop.set()
 
-    signal.signal(signal.SIGINT, request_stop)
+    previous_handler = signal.signal(signal.SIGINT, request_stop)
     try:
         result = fine_tune(loaded, args.data, config, args.output, resume=args.resume, overwrite=args.overwrite,
                            stop_event=stop, progress_bar=True, training_file=training_file)
     except RunExistsError as error:
         raise ValueError(f"{error} Pass --resume to continue it or --overwrite to start again.") from error
+    except KeyboardInterrupt:
+        report_aborted_training(args.output)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
     if PartialState().is_main_process:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
-    return 0
+        if stop.is_set():
+            print(f"Stopped by Ctrl-C at step {result.global_step} of {result.max_steps}; the adapter and a "
+                  f"checkpoint are saved in {args.output}, and the command run again with --resume continues "
+                  "from it.", file=sys.stderr)
+    return EXIT_INTERRUPTED if stop.is_set() else 0
+
+
+def report_aborted_training(output: Path) -> None:
+    """Print which checkpoint an aborted `train` run keeps and how to continue, on the main process only."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from llada_cot.finetune import CHECKPOINTS_DIR
+
+    # torchrun and accelerate set RANK. PartialState is not used here because the other
+    # processes may already have exited.
+    if os.environ.get("RANK", "0") != "0":
+        return
+    checkpoints = output / CHECKPOINTS_DIR
+    checkpoint = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if checkpoint is None:
+        print(f"Aborted before the first checkpoint was saved in {output}; run the command again with "
+              "--overwrite to start over.", file=sys.stderr)
+    else:
+        print(f"Aborted; the last checkpoint, {checkpoint}, is kept, and the command run again with --resume "
+              "continues from it.", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,3 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ModelLoadError, DataFileError) as error:
         logger.error("%s", error)
         return 2
+    except KeyboardInterrupt:
+        # `solve` and `train` report what they saved themselves; this covers `generate` and model loading.
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -69,7 +69,8 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED
+        with self._lock:
+            return self.status in FINISHED
 
 
 class JobRegistry:
@@ -85,44 +86,60 @@ class JobRegistry:
         Raises JobBusyError when a job of the same kind is still running.
         """
         with self._guard:
-            running = self.active(kind)
+            running = self._active_unguarded(kind)
             if running is not None:
-                raise JobBusyError(f"A {kind} job ({running.description}) is already running; wait for it "
+                raise JobBusyError(f"Another {kind} job ({running.description}) is already running; wait for it "
                                    "to finish or stop it first.")
             job = Job(kind=kind, description=description)
             self._jobs[job.id] = job
+        # NOTE: this thread runs outside any spaces.GPU call, so on a ZeroGPU Space the job gets no GPU.
+        # Fine-tuning and evaluation there need a Space with a dedicated GPU.
         thread = threading.Thread(target=self._run, args=(job, work), name=f"{kind}-{job.id}", daemon=True)
         thread.start()
         return job
 
     def _run(self, job: Job, work: Callable[[Job], dict]) -> None:
-        job.status = RUNNING
+        with job._lock:
+            job.status = RUNNING
         logger.info("job %s (%s) started: %s", job.id, job.kind, job.description)
         try:
             result = work(job) or {}
+            finished_at = time.time()
+            # The final status and finished_at change together, so no reader sees a finished job without an end time.
             with job._lock:
                 job.result = result
                 job.status = STOPPED if job.should_stop else DONE
+                job.finished_at = finished_at
         except Exception as error:  # noqa: BLE001 - a job's failure is reported, never lost
             logger.error("job %s (%s) failed: %s\n%s", job.id, job.kind, error, traceback.format_exc())
+            finished_at = time.time()
             with job._lock:
                 job.error = str(error) or type(error).__name__
                 job.status = FAILED
-        job.finished_at = time.time()
-        logger.info("job %s (%s) ended: %s", job.id, job.kind, job.status)
+                job.finished_at = finished_at
+        logger.info("job %s (%s) ended: %s", job.id, job.kind, job.snapshot()["status"])
 
     def get(self, job_id: str | None) -> Job | None:
-        return self._jobs.get(job_id) if job_id else None
+        if not job_id:
+            return None
+        with self._guard:
+            return self._jobs.get(job_id)
 
     def active(self, kind: str) -> Job | None:
         """Return the running or queued job of this kind, if any."""
+        with self._guard:
+            return self._active_unguarded(kind)
+
+    def _active_unguarded(self, kind: str) -> Job | None:
+        # The caller holds self._guard, which is not reentrant.
         for job in self._jobs.values():
             if job.kind == kind and not job.finished:
                 return job
         return None
 
     def latest(self, kind: str) -> Job | None:
-        jobs = [job for job in self._jobs.values() if job.kind == kind]
+        with self._guard:
+            jobs = [job for job in self._jobs.values() if job.kind == kind]
         return max(jobs, key=lambda job: job.started_at) if jobs else None
 
     def stop(self, job_id: str) -> bool:

@@ -74,3 +74,109 @@ def test_solve_writes_seed_fields_and_summary(tmp_path):
     assert len(rows) == 8
     for key in ("prompt", "gold_answer", "model_answer", "raw_output", "correct", "nfe", "elapsed_s"):
         assert key in rows[0], key
+
+
+def test_solve_interrupt_reports_saved_items(tmp_path, model_folder):
+    import signal
+    import time
+
+    output = tmp_path / "results.jsonl"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "llada_cot", "--log-level", "WARNING", "solve", "--data", "datasets/test.jsonl",
+               "--output", str(output), "--batch-size", "1", "--model", str(model_folder),
+               "--gen-length", "64", "--steps", "64", "--block-length", "64"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if output.is_file() and output.read_text(encoding="utf-8").count("\n") >= 2:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "solve ended before it could be interrupted"
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    lines = output.read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines]  # every line written is a complete JSON object
+    message = stderr.strip().splitlines()[-1]
+    assert message.startswith(f"Interrupted: {len(rows)} of 499 items are written to {output}")
+    assert "--resume" in message
+    assert stdout == ""
+
+
+def main_in_process(argv: list[str]) -> int:
+    """Run the CLI in this process, failing the test (not ending pytest) when a KeyboardInterrupt escapes."""
+    from llada_cot import cli
+
+    try:
+        return cli.main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped cli.main")
+
+
+def test_generate_interrupt_exits_quietly(monkeypatch, capsys):
+    from llada_cot import cli
+
+    def interrupt(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "load_for_args", interrupt)
+    assert main_in_process(["generate", "--prompt", "What is 2 + 2?"]) == 130
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "Interrupted."
+    assert captured.out == ""
+
+
+def interrupted_train(monkeypatch, tmp_path, fine_tune):
+    """Run `train` in-process with `fine_tune` replaced; return the exit status."""
+    from llada_cot import finetune
+
+    monkeypatch.setattr(finetune, "fine_tune", fine_tune)
+    return main_in_process(["train", "--data", "datasets/demo_train.jsonl", "--output", str(tmp_path / "run"),
+                            "--model", "tiny", "--device", "cpu"])
+
+
+def test_train_abort_names_kept_checkpoint(monkeypatch, tmp_path, capsys):
+    (tmp_path / "run" / "checkpoints" / "checkpoint-3").mkdir(parents=True)
+
+    def abort(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    assert interrupted_train(monkeypatch, tmp_path, abort) == 130
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "checkpoint-3" in message
+    assert "--resume" in message
+
+
+def test_train_abort_without_checkpoint_suggests_overwrite(monkeypatch, tmp_path, capsys):
+    def abort(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    assert interrupted_train(monkeypatch, tmp_path, abort) == 130
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "before the first checkpoint" in message
+    assert "--overwrite" in message
+
+
+def test_train_stopped_by_ctrl_c_exits_130(monkeypatch, tmp_path, capsys):
+    import signal
+    from types import SimpleNamespace
+
+    def stop_after_step(*args, stop_event, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # the first Ctrl-C only sets the stop flag
+        assert stop_event.is_set()
+        return SimpleNamespace(global_step=2, max_steps=10, to_dict=lambda: {"status": "stopped"})
+
+    handler_before = signal.getsignal(signal.SIGINT)
+    assert interrupted_train(monkeypatch, tmp_path, stop_after_step) == 130
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["status"] == "stopped"
+    message = captured.err.strip().splitlines()[-1]
+    assert "step 2 of 10" in message
+    assert "--resume" in message
+    assert signal.getsignal(signal.SIGINT) is handler_before
