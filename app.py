@@ -12,7 +12,7 @@ from pathlib import Path
 
 from llada_cot.data import MAX_FILE_BYTES
 from llada_cot.loading import TINY_MODEL, ModelLoadError, default_reference
-from llada_cot.ui.app import build_app
+from llada_cot.ui.app import PAGE_CSS, build_app, served_folders
 from llada_cot.ui.i18n import I18N
 from llada_cot.ui.runtime import DEFAULT_WORKSPACE, Runtime
 
@@ -20,6 +20,8 @@ logger = logging.getLogger("llada_cot.app")
 
 # Hugging Face Spaces set the model through this variable in the Space's settings.
 MODEL_ENV_VAR = "LLADA_COT_MODEL"
+# Comma-separated model references a page may switch to, beside the loaded model and the bundled one.
+ALLOWED_MODELS_ENV_VAR = "LLADA_COT_ALLOWED_MODELS"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,10 +37,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="port to listen on")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow models that are not LLaDA to run code from their repository")
+    parser.add_argument("--allow-model", action="append", default=None, metavar="REF",
+                        help=f"a model reference the page may switch to (repeatable); default: "
+                             f"${ALLOWED_MODELS_ENV_VAR}, comma-separated; '{TINY_MODEL}' is always allowed")
+    parser.add_argument("--allow-any-model", action="store_true",
+                        help="let the page load any model reference, including local folders; for trusted users only")
     parser.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE,
-                        help="folder for everything the app writes: adapters, results, uploads")
+                        help="folder for everything the app writes: adapters, results, uploads, adapter zips")
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
     return parser.parse_args(argv)
+
+
+def allowed_models(args: argparse.Namespace) -> tuple[str, ...]:
+    """Return the bundled model and the references from --allow-model, else from the environment."""
+    extra = args.allow_model
+    if extra is None:
+        extra = [reference.strip() for reference in os.environ.get(ALLOWED_MODELS_ENV_VAR, "").split(",")]
+    return tuple(dict.fromkeys([TINY_MODEL, *(reference for reference in extra if reference)]))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,14 +61,15 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         runtime = Runtime.from_reference(args.model, device=args.device, trust_remote_code=args.trust_remote_code,
-                                         workspace=args.workspace)
+                                         workspace=args.workspace, allowed_models=allowed_models(args),
+                                         allow_any_model=args.allow_any_model)
     except ModelLoadError as error:
         raise SystemExit(f"error: {error}") from None
     demo = build_app(runtime)
     demo.queue(default_concurrency_limit=1)
     # Uploads larger than the JSONL reader accepts are refused by the server before they reach the disk.
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, i18n=I18N,
-                max_file_size=MAX_FILE_BYTES)
+                max_file_size=MAX_FILE_BYTES, css=PAGE_CSS, allowed_paths=served_folders(runtime))
 
 
 if __name__ == "__main__":

@@ -240,8 +240,17 @@ def _format_size(n_bytes: int) -> str:
     return f"{n_bytes / (1024 * 1024):.1f} MiB"
 
 
+def _format_size_and_limit(size: int, limit: int) -> tuple[str, str]:
+    """Return `size` and `limit` as text, in bytes when their rounded forms would read the same."""
+    size_text, limit_text = _format_size(size), _format_size(limit)
+    if size_text == limit_text:
+        return _plural(size, "byte"), _plural(limit, "byte")
+    return size_text, limit_text
+
+
 def _file_too_large(size: int, max_file_bytes: int, source_name: str) -> DataFileError:
-    message = (f"the file is {_format_size(size)}, over the limit of {_format_size(max_file_bytes)}. "
+    size_text, limit_text = _format_size_and_limit(size, max_file_bytes)
+    message = (f"the file is {size_text}, over the limit of {limit_text}. "
                "Split it into smaller files.")
     return DataFileError([LineError(None, None, message)], source_name=source_name)
 
@@ -354,8 +363,9 @@ def _parse_json_lines(data: bytes, max_line_bytes: int, example: str,
         if raw.endswith(b"\r"):
             raw = raw[:-1]
         if len(raw) > max_line_bytes:
+            size_text, limit_text = _format_size_and_limit(len(raw), max_line_bytes)
             errors.add(line_number, None,
-                       f"the line is {_format_size(len(raw))}, over the limit of {_format_size(max_line_bytes)} "
+                       f"the line is {size_text}, over the limit of {limit_text} "
                        "per line. Shorten the record, or check that the file has one record per line.")
             continue
         try:

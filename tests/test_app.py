@@ -84,3 +84,36 @@ def test_concurrent_clients_get_their_own_results(client, bundled):
     with ThreadPoolExecutor(max_workers=len(prompts)) as pool:
         results = dict(pool.map(call, prompts))
     assert results == expected
+
+
+def test_typed_seed_repeats_sampled_output(client, bundled):
+    settings = playground_defaults(bundled)
+    settings[3] = 1.0  # sampling, so only a fixed seed makes two runs agree
+    settings[6] = "3"
+    first = client.predict("What is 4 + 5?", *settings, api_name="/generate")[1]
+    second = client.predict("What is 4 + 5?", *settings, api_name="/generate")[1]
+    assert first == second
+
+
+def test_empty_seed_box_is_accepted(client, bundled):
+    settings = playground_defaults(bundled)
+    settings[6] = ""
+    frame, text, *_ = client.predict("What is 4 + 5?", *settings, api_name="/generate")
+    assert all(entry["class_or_confidence"] != "mask" for entry in frame)
+
+
+def test_bad_seed_is_rejected(client, bundled):
+    settings = playground_defaults(bundled)
+    settings[6] = "abc"
+    with pytest.raises(Exception, match="seed must be a whole number or empty"):
+        client.predict("What is 4 + 5?", *settings, api_name="/generate")
+
+
+def test_evaluate_endpoint_reads_seed_box(client, bundled):
+    # The run name is checked after the sampler settings are read, so an invalid one starts no job.
+    sampler = [*playground_defaults(bundled)[:6], "", 0.0, "none", False, False, False, ""]
+    with pytest.raises(Exception, match="run name"):
+        client.predict(None, "test.jsonl", "", 2, 2, "../empty-seed", False, *sampler, api_name="/evaluate")
+    sampler[6] = "abc"
+    with pytest.raises(Exception, match="seed must be a whole number or empty"):
+        client.predict(None, "test.jsonl", "", 2, 2, "../bad-seed", False, *sampler, api_name="/evaluate")

@@ -19,7 +19,7 @@ if not Path(CHROMIUM).is_file():
     pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 
-from llada_cot.ui.app import build_app  # noqa: E402
+from llada_cot.ui.app import PAGE_CSS, build_app  # noqa: E402
 from llada_cot.ui.i18n import ENGLISH, I18N, KOREAN  # noqa: E402
 from llada_cot.ui.runtime import Runtime  # noqa: E402
 
@@ -42,7 +42,8 @@ def page_url(bundled, tmp_path_factory):
     demo = build_app(runtime)
     demo.queue(default_concurrency_limit=1)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, i18n=I18N)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, i18n=I18N,
+                css=PAGE_CSS)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -89,6 +90,13 @@ def test_generation_shows_boxed_answer(browser, page_url):
     page.close()
 
 
+def test_seed_box_starts_empty(browser, page_url):
+    page = open_page(browser, page_url, "en-US")
+    seed = page.get_by_placeholder(ENGLISH["seed_placeholder"], exact=True).first
+    assert seed.input_value() == ""
+    page.close()
+
+
 def test_korean_locale_translates_labels(browser, page_url):
     page = open_page(browser, page_url, "ko-KR")
     assert page.get_by_role("button", name=KOREAN["generate"]).is_visible()
@@ -105,4 +113,32 @@ def test_malformed_training_file_shows_error(browser, page_url, tmp_path):
     page.locator("input[type=file]").first.set_input_files(str(bad))
     page.get_by_text("line 2").first.wait_for(timeout=30000)
     assert page.get_by_text("rationales").first.is_visible()
+    page.close()
+
+
+def test_evaluate_error_toast_lines(browser, page_url, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "What is 2 + 2?"}\nnot json\n')
+    page = open_page(browser, page_url, "en-US")
+    page.get_by_role("tab", name=ENGLISH["evaluate"]).click()
+    page.locator("#evaluate-upload input[type=file]").set_input_files(str(bad))
+    toast = page.get_by_test_id("toast-text").filter(has_text="bad.jsonl").first
+    toast.wait_for(timeout=30000)
+    lines = toast.inner_text().splitlines()
+    assert lines[0].startswith("Cannot use bad.jsonl (2 errors)")
+    assert lines[1].startswith("line 1: ")
+    assert lines[2].startswith("line 2: invalid JSON")
+    assert "<br>" not in toast.inner_text()
+    page.close()
+
+
+def test_korean_reader_gets_korean_file_errors(browser, page_url, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "Solve 3 + 4", "rationales": "3 + 4 = 7", "answer": "\\\\boxed{7}"}\nnot json\n')
+    page = open_page(browser, page_url, "ko-KR")
+    page.get_by_role("tab", name=KOREAN["finetune"]).click()
+    page.locator("input[type=file]").first.set_input_files(str(bad))
+    page.get_by_text("2번째 줄").first.wait_for(timeout=30000)
+    assert page.get_by_text("이 파일은 쓸 수 없습니다").first.is_visible()
+    assert page.get_by_text("'rationales' 필드").first.is_visible()
     page.close()

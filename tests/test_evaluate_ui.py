@@ -83,14 +83,17 @@ def test_bad_upload_shows_file_report(tmp_path):
                          [{"prompt": "What is 2 + 2?", "answer": "4"}, {"prompt": "No answer here"}])
     with pytest.raises(gr.Error) as raised:
         evaluate.load_test_data(str(upload), None)
-    message = str(raised.value)
+    message = raised.value.message
     assert "Cannot use broken.jsonl" in message
-    assert "<br>  line 2" in message  # one report line per toast line
+    assert "\nline 2, field 'answer': missing" in message  # one problem per line
+    assert "<br>" not in message
     assert str(tmp_path) not in message  # the server's temporary folder stays hidden
 
 
-def test_toast_html_escapes_markup():
-    assert evaluate.as_toast_html("bad <b>line</b>\nnext & last") == "bad &lt;b&gt;line&lt;/b&gt;<br>next &amp; last"
+def test_toast_text_has_one_problem_per_line():
+    report = "Cannot use data.jsonl (2 errors):\n  line 1: bad <b>key</b>\n\n  line 3: next & last\n"
+    lines = evaluate.as_toast_text(report).split("\n")
+    assert lines == ["Cannot use data.jsonl (2 errors):", "line 1: bad &lt;b&gt;key&lt;/b&gt;", "line 3: next &amp; last"]
 
 
 def test_binary_upload_is_rejected(tmp_path):

@@ -517,3 +517,13 @@ def test_cli_train_on_two_processes(model_folder, ten_records_file, tmp_path):
     # Each process reads its own half of the 30 items, so one epoch is 8 steps of 2 items.
     assert rows[0]["epoch"] == pytest.approx(1 / 8)
     assert (output / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("readme", ["README.md", "README.ko.md"])
+def test_readme_shows_torchrun_for_cpu(readme):
+    # accelerate 1.16's `launch --cpu` starts one process, so only torchrun gives several processes on CPUs.
+    text = (Path(__file__).resolve().parents[1] / readme).read_text(encoding="utf-8")
+    assert "torchrun --nproc_per_node 2 -m llada_cot train" in text
+    for line in text.splitlines():
+        if "accelerate launch" in line and "-m llada_cot train" in line:
+            assert "--multi_gpu" in line, line

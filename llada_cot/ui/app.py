@@ -36,6 +36,20 @@ def example_prompts(path: Path = DATASETS_DIR / "test.jsonl", limit: int = N_EXA
     return prompts
 
 
+# Gradio 6.31 collapses the line breaks of a toast message, so a multi-line error would run into one
+# paragraph. The selector is Gradio's own class name and may need updating for a later version.
+PAGE_CSS = ".toast-message-text { white-space: pre-line; }"
+
+
+def served_folders(runtime: Runtime) -> list[str]:
+    """Return the workspace folders whose files the page offers for download, for launch(allowed_paths=...).
+
+    Gradio 6.31 sends a file that a handler returns only from the current folder, the system temp folder
+    or these paths, so without them a workspace elsewhere breaks the downloads. Uploads stay private.
+    """
+    return [str(runtime.downloads_dir), str(runtime.results_dir)]
+
+
 def build_app(runtime: Runtime) -> gr.Blocks:
     with gr.Blocks(title="LLaDA-CoT Playground") as demo:
         gr.Markdown("# LLaDA-CoT Playground")

@@ -6,8 +6,10 @@ import gradio as gr
 
 from llada_cot.sampling import SamplerConfig
 from llada_cot.ui.gpu import on_gpu
+from llada_cot.ui import messages
 from llada_cot.ui.i18n import I18N
-from llada_cot.ui.playground import Finished, adapter_choices, resolve_model, stats_markdown, stream_generation
+from llada_cot.ui.playground import (Finished, adapter_choices, model_dropdown, resolve_model, stats_markdown,
+                                     stream_generation)
 from llada_cot.ui.render import COLOR_MAP
 from llada_cot.ui.runtime import Runtime
 from llada_cot.ui.sampler_controls import build_sampler_controls, read_sampler
@@ -25,22 +27,22 @@ def comparison_markdown(first, second) -> str:
     a, b = first.solution, second.solution
     nfe_ratio = a.nfe / b.nfe if b.nfe else float("nan")
     time_ratio = a.elapsed_s / b.elapsed_s if b.elapsed_s > 0 else float("nan")
-    same = "same" if a.answer == b.answer else "different"
-    return (f"| | A | B |\n|---|---|---|\n| NFE | {a.nfe} | {b.nfe} |\n"
-            f"| time (s) | {a.elapsed_s:.2f} | {b.elapsed_s:.2f} |\n"
-            f"| generated tokens/s | {a.tokens_per_s:.1f} | {b.tokens_per_s:.1f} |\n"
-            f"| boxed answer | {a.answer} | {b.answer} |\n\n"
-            f"**Speed-up of B over A:** {nfe_ratio:.2f}x fewer forward passes, {time_ratio:.2f}x less time; "
-            f"{same} answers.")
+    table = messages.text("compare_table", nfe_a=a.nfe, nfe_b=b.nfe, time_a=a.elapsed_s, time_b=b.elapsed_s,
+                          speed_a=a.tokens_per_s, speed_b=b.tokens_per_s, answer_a=a.answer, answer_b=b.answer)
+    verdict = "speedup_same" if a.answer == b.answer else "speedup_different"
+    return f"{table}\n\n{messages.text(verdict, nfe_ratio=nfe_ratio, time_ratio=time_ratio)}"
 
 
 def build_compare_tab(runtime: Runtime, examples: list[str]) -> None:
     defaults = runtime.default_sampler()
     prompt = gr.Textbox(label=I18N("prompt"), lines=2, value=examples[0] if examples else "")
     with gr.Row():
-        adapter = gr.Dropdown(choices=adapter_choices(runtime), value="", label=I18N("adapter"), scale=4)
+        # Typed names are allowed so that API callers can use an adapter trained after the page loaded.
+        adapter = gr.Dropdown(choices=adapter_choices(runtime), value="", allow_custom_value=True,
+                              label=I18N("adapter"), scale=4)
         compare_button = gr.Button(I18N("compare_run"), variant="primary", scale=1)
         stop_button = gr.Button(I18N("stop"), variant="stop", scale=1)
+    model = model_dropdown(runtime)
     views, texts, stats, controls = [], [], [], []
     with gr.Row():
         for name, settings in (("A", defaults), ("B", fast_settings(defaults))):
@@ -55,10 +57,11 @@ def build_compare_tab(runtime: Runtime, examples: list[str]) -> None:
     summary = gr.Markdown()
 
     def on_compare(request: gr.Request, prompt_text, adapter_name, *values):
+        *values, model_name = values
         if not prompt_text or not prompt_text.strip():
-            raise gr.Error("The prompt is empty; type a problem or pick an example.")
+            raise messages.error("prompt_empty")
         configs = [read_sampler(*values[:N_SAMPLER_CONTROLS]), read_sampler(*values[N_SAMPLER_CONTROLS:])]
-        loaded = resolve_model(runtime, adapter_name or None)
+        loaded = resolve_model(runtime, adapter_name or None, model_name or None)
         session = request.session_hash or "api"
         stop = runtime.start_run(session)
         finished = []
@@ -81,7 +84,7 @@ def build_compare_tab(runtime: Runtime, examples: list[str]) -> None:
         if len(finished) == 2:
             yield (*([gr.skip()] * 6), comparison_markdown(*finished))
 
-    compare_button.click(on_gpu(on_compare), inputs=[prompt, adapter, *controls[0], *controls[1]],
+    compare_button.click(on_gpu(on_compare), inputs=[prompt, adapter, *controls[0], *controls[1], model],
                          outputs=[*views, *texts, *stats, summary], api_name="compare", concurrency_id="compute")
     def on_stop(request: gr.Request):
         runtime.request_stop(request.session_hash or "api")

@@ -24,10 +24,11 @@ from llada_cot.evaluation import (compare_runs, evaluate_file, read_finished_row
 from llada_cot.jobs import FAILED, STOPPED, Job, JobBusyError
 from llada_cot.sampling import SamplerConfig
 from llada_cot.trajectory import replay_tokens
+from llada_cot.ui import messages
 from llada_cot.ui.i18n import I18N
-from llada_cot.ui.playground import adapter_choices
+from llada_cot.ui.playground import adapter_choices, model_dropdown
 from llada_cot.ui.render import COLOR_MAP, TokenRenderer
-from llada_cot.ui.runtime import Runtime
+from llada_cot.ui.runtime import ModelNotAllowedError, Runtime
 from llada_cot.ui.sampler_controls import build_sampler_controls, read_sampler
 
 logger = logging.getLogger(__name__)
@@ -72,31 +73,36 @@ def load_test_data(upload: str | None, dataset: str | None, datasets_dir: Path =
         name = path.name
     elif dataset:
         if dataset not in bundled_test_files(datasets_dir):
-            raise gr.Error(f"The bundled test set {dataset!r} does not exist; pick one from the list.")
+            raise messages.error("bundled_test_unknown", name=dataset)
         path = datasets_dir / dataset
         name = dataset
     else:
-        raise gr.Error("No test file: upload a JSONL file or pick a bundled test set.")
+        raise messages.error("no_test_file")
     try:
         test_file = read_test_file(path)
     except DataFileError as error:
         # Rebuilt with the file's own name, because an upload's path is a temporary folder of the server.
         report = DataFileError(error.errors, error_count=error.error_count, source_name=name)
-        raise gr.Error(as_toast_html(str(report))) from error
+        raise gr.Error(as_toast_text(messages.localize(str(report)))) from error
     return TestData(test_file=test_file, name=name, path=path)
 
 
-def as_toast_html(text: str) -> str:
-    """Return `text` escaped for Gradio's error toast, which renders HTML, with its line breaks kept."""
-    return "<br>".join(html.escape(line, quote=False) for line in text.splitlines())
+def as_toast_text(text: str) -> str:
+    """Return `text` for Gradio's error toast as plain lines, one problem per line, with no HTML tags.
+
+    Gradio 6.31 renders a toast message as sanitized HTML, so `<`, `>` and `&` are escaped to keep them
+    visible. The page's PAGE_CSS shows the line breaks, and API clients get the same lines.
+    """
+    lines = (line.strip() for line in text.splitlines())
+    return "\n".join(html.escape(line, quote=False) for line in lines if line)
 
 
 def describe_test_data(data: TestData) -> str:
     """Return Markdown naming the file, its detected format and its item count, with any warnings."""
     n_items = len(data.test_file.items)
-    lines = [f"**{data.name}**: {n_items} {'item' if n_items == 1 else 'items'}, "
-             f"detected format **{data.test_file.format}**."]
-    lines += [f"- {warning}" for warning in data.test_file.warnings]
+    lines = [messages.text("test_description", name=data.name, count=n_items,
+                           noun=messages.text("item" if n_items == 1 else "items"), format=data.test_file.format)]
+    lines += [f"- {messages.localize(warning)}" for warning in data.test_file.warnings]
     return "\n".join(lines)
 
 
@@ -110,8 +116,7 @@ def default_run_name() -> str:
 def results_path(runtime: Runtime, run_name: str) -> Path:
     """Return the results file of a run; raise gr.Error when the name is not a safe file name."""
     if not RUN_NAME_PATTERN.fullmatch(run_name or "") or ".." in run_name:
-        raise gr.Error(f"The run name {run_name!r} is invalid; use 1 to 64 letters, digits, '.', '_' or '-', "
-                       "starting with a letter or digit.")
+        raise messages.error("run_name_invalid", name=run_name)
     return runtime.results_dir / f"{run_name}.jsonl"
 
 
@@ -124,23 +129,25 @@ def read_whole_number(value, name: str, minimum: int, maximum: int | None = None
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise gr.Error(f"{name} must be a whole number, got {value!r}.") from None
+        raise messages.error("not_whole", label=name, value=value) from None
     if not number.is_integer() or number < minimum or (maximum is not None and number > maximum):
-        upper = f" and at most {maximum}" if maximum is not None else ""
-        raise gr.Error(f"{name} must be a whole number of at least {minimum}{upper}, got {value!r}.")
+        upper = messages.text("at_most", maximum=maximum) if maximum is not None else ""
+        raise messages.error("whole_at_least", label=name, minimum=minimum, upper=upper, value=value)
     return int(number)
 
 
 def start_evaluation(runtime: Runtime, data: TestData, adapter: str, config: SamplerConfig, batch_size: int,
-                     limit: int, run_name: str, resume: bool) -> Job:
+                     limit: int, run_name: str, resume: bool, model: str | None = None) -> Job:
     """Start the evaluation job; raise gr.Error when the run cannot start (busy, name taken, bad adapter)."""
     output = results_path(runtime, run_name)
+    try:
+        runtime.check_model(model)
+    except ModelNotAllowedError as error:
+        raise messages.error("model_not_allowed", model=error.reference, allowed=", ".join(error.allowed)) from None
     if adapter and adapter not in runtime.adapter_names():
-        raise gr.Error(f"The adapter {adapter!r} is not in {runtime.adapters_dir}; press refresh and pick one "
-                       "from the list, or leave it empty for the base model.")
+        raise messages.error("adapter_missing", adapter=adapter)
     if output.exists() and not resume:
-        raise gr.Error(f"A run named {run_name!r} already exists; pick another name, or tick "
-                       "'Resume' to continue it.")
+        raise messages.error("run_exists", name=run_name)
     runtime.uploads_dir.mkdir(parents=True, exist_ok=True)
     runtime.results_dir.mkdir(parents=True, exist_ok=True)
     data_copy = runtime.uploads_dir / f"{run_name}-{data.name}"
@@ -150,7 +157,7 @@ def start_evaluation(runtime: Runtime, data: TestData, adapter: str, config: Sam
 
     def work(job: Job) -> dict:
         job.result = {"output": str(output)}  # lets a page open the rows while the run goes on
-        loaded = runtime.model_for(adapter)
+        loaded = runtime.model_for(adapter, model)
         job.report(done=0, total=n_items)
 
         def on_item(row: dict, done: int, total: int) -> None:
@@ -169,9 +176,8 @@ def start_evaluation(runtime: Runtime, data: TestData, adapter: str, config: Sam
         job = runtime.jobs.start(JOB_KIND, description, work)
     except JobBusyError as error:
         running = runtime.jobs.active(JOB_KIND)
-        running_description = f" ({running.description})" if running is not None else ""
-        raise gr.Error(f"Another evaluation{running_description} is already running, and only one runs at a "
-                       "time; wait for it to finish or stop it first.") from error
+        raise messages.error("job_busy", kind=messages.text("kind_evaluate"),
+                             description=running.description if running is not None else "") from error
     job.report(total=n_items)  # the page shows the item count before the worker reports it
     return job
 
@@ -180,20 +186,20 @@ def progress_html(done: int, total: int, status: str, description: str = "") -> 
     """Return a progress bar with the item count, the job's status and its description."""
     prefix = f"{html.escape(description)} · " if description else ""
     return (f'<progress value="{done}" max="{max(total, 1)}" style="width:100%"></progress>'
-            f"<div>{prefix}{done} / {total} items · {html.escape(status)}</div>")
+            f"<div>{messages.text('progress_line', prefix=prefix, done=done, total=total, status=html.escape(status))}"
+            "</div>")
 
 
 def summary_markdown(rows: list[dict]) -> str:
     """Return the accuracy with its 95% interval, the counts, mean NFE and generated tokens/s."""
     summary = summarize(rows)
     if summary["accuracy"] is None:
-        return f"No graded items yet ({summary['n_excluded']} excluded)."
+        return messages.text("no_graded", excluded=summary["n_excluded"])
     low, high = summary["ci95"]
     speed = summary["generated_tokens_per_s"]
-    return (f"**Accuracy** {summary['accuracy']:.1%} (95% CI {low:.1%} to {high:.1%}) · "
-            f"{summary['n_correct']}/{summary['n']} correct · {summary['n_excluded']} excluded · "
-            f"mean NFE {summary['mean_nfe']:.1f} · "
-            f"{'n/a' if speed is None else f'{speed:.1f}'} generated tokens/s")
+    return messages.text("accuracy_line", accuracy=summary["accuracy"], low=low, high=high,
+                         correct=summary["n_correct"], n=summary["n"], excluded=summary["n_excluded"],
+                         nfe=summary["mean_nfe"], speed="n/a" if speed is None else f"{speed:.1f}")
 
 
 def results_table(rows: list[dict]) -> pd.DataFrame:
@@ -201,9 +207,9 @@ def results_table(rows: list[dict]) -> pd.DataFrame:
     records = []
     for number, row in enumerate(rows, start=1):
         if row.get("excluded"):
-            verdict = "excluded"
+            verdict = messages.text("verdict_excluded")
         else:
-            verdict = "✓ correct" if row.get("correct") else "✗ incorrect"
+            verdict = messages.text("verdict_correct" if row.get("correct") else "verdict_incorrect")
         records.append([number, verdict, row.get("prompt"), row.get("gold_answer"), row.get("model_answer"),
                         row.get("nfe")])
     return pd.DataFrame(records, columns=TABLE_COLUMNS)
@@ -212,10 +218,10 @@ def results_table(rows: list[dict]) -> pd.DataFrame:
 def job_status_text(snapshot: dict) -> str:
     status = snapshot["status"]
     if status == FAILED:
-        return f"failed: {snapshot['error']}"
+        return messages.text("eval_failed_status", error=messages.localize(str(snapshot["error"])))
     if status == STOPPED:
-        return "stopped; run again with the same name and 'Resume' ticked to continue"
-    return status
+        return messages.text("eval_stopped_status")
+    return messages.text(f"status_{status}").lower()
 
 
 @dataclass
@@ -242,7 +248,7 @@ def poll_job(runtime: Runtime, job_id: str | None, n_rendered: int) -> PollUpdat
     output = Path(snapshot["result"]["output"]) if snapshot["result"].get("output") else None
     summary = summary_markdown(rows) if rows else ""
     if snapshot["status"] == FAILED:
-        summary = f"The evaluation failed: {snapshot['error']}\n\n{summary}"
+        summary = f"{messages.text('eval_failed', error=messages.localize(str(snapshot['error'])))}\n\n{summary}"
     progress = progress_html(snapshot["done"], snapshot["total"], job_status_text(snapshot),
                              snapshot["description"])
     return PollUpdate(progress=progress, summary=summary, table=table, active=not finished, output=output,
@@ -268,11 +274,11 @@ def finished_run_names(runtime: Runtime) -> list[str]:
 def read_run(runtime: Runtime, run_name: str | None) -> tuple[Path, list[dict]]:
     """Return a run's results file and rows; raise gr.Error when it is missing or empty."""
     if not run_name:
-        raise gr.Error("No run picked; pick a finished run from the list (press refresh after a new run).")
+        raise messages.error("no_run_picked")
     output = results_path(runtime, run_name)
     rows = read_finished_rows(output)
     if not rows:
-        raise gr.Error(f"The run {run_name!r} has no results in {output}; pick another run.")
+        raise messages.error("run_has_no_results", name=run_name)
     return output, rows
 
 
@@ -285,11 +291,11 @@ def download_files(output: Path) -> tuple[Path, Path]:
 
 
 def item_details(row: dict) -> str:
-    verdict = "excluded (gold answer cannot be parsed)" if row.get("excluded") else (
-        "correct" if row.get("correct") else "incorrect")
-    return (f"**Line {row.get('line')}** · {verdict} · gold `{row.get('gold_answer')}` · "
-            f"model `{row.get('model_answer')}` · NFE {row.get('nfe')}\n\n"
-            f"**Prompt:** {row.get('prompt')}\n\n**Output:** {row.get('text', '')}")
+    verdict = messages.text("verdict_excluded_long") if row.get("excluded") else messages.text(
+        "verdict_correct" if row.get("correct") else "verdict_incorrect")
+    return messages.text("item_details", line=row.get("line"), verdict=verdict, gold=row.get("gold_answer"),
+                         model=row.get("model_answer"), nfe=row.get("nfe"), prompt=row.get("prompt"),
+                         output=row.get("text", ""))
 
 
 def replay_state(row: dict) -> dict:
@@ -317,10 +323,10 @@ def replay_frame(renderer: TokenRenderer, state: dict, step: int) -> list[tuple[
 def select_item(output: Path | None, number: int) -> tuple[dict, str]:
     """Return the replay state and details of item `number` (1-based) of a results file."""
     if output is None:
-        raise gr.Error("No results are shown yet; run an evaluation or open a finished run.")
+        raise messages.error("no_results_shown")
     rows = read_finished_rows(output)
     if not 1 <= number <= len(rows):
-        raise gr.Error(f"Item {number} is not in {output.name}, which has {len(rows)} items; pick a row again.")
+        raise messages.error("item_missing", number=number, name=output.name, count=len(rows))
     row = rows[number - 1]
     return replay_state(row), item_details(row)
 
@@ -341,13 +347,13 @@ def describe_run(name: str, output: Path, rows: list[dict]) -> str:
 def compare_two_runs(runtime: Runtime, name_a: str | None, name_b: str | None) -> tuple[str, pd.DataFrame]:
     """Return both runs' accuracies and a table of the items where correctness or the answer differ."""
     if name_a and name_a == name_b:
-        raise gr.Error(f"Both sides are {name_a!r}; pick two different runs.")
+        raise messages.error("same_runs", name=name_a)
     output_a, rows_a = read_run(runtime, name_a)
     output_b, rows_b = read_run(runtime, name_b)
     comparison = compare_runs(rows_a, rows_b)
     lines = [f"A: {describe_run(name_a, output_a, rows_a)}", f"B: {describe_run(name_b, output_b, rows_b)}",
-             f"{comparison.n_common} items in both runs, {len(comparison.differing)} of them differ in "
-             f"correctness or answer; {comparison.n_only_a} only in A, {comparison.n_only_b} only in B."]
+             messages.text("runs_compared", common=comparison.n_common, differing=len(comparison.differing),
+                           only_a=comparison.n_only_a, only_b=comparison.n_only_b)]
     records = [[item["line"], item["prompt"], item["gold_answer"], item["model_answer_a"], item["correct_a"],
                 item["model_answer_b"], item["correct_b"]] for item in comparison.differing]
     return "\n\n".join(lines), pd.DataFrame(records, columns=COMPARE_COLUMNS)
@@ -381,9 +387,11 @@ def build_evaluate_tab(runtime: Runtime) -> None:
                                  elem_id="evaluate-upload")
             data_info = gr.Markdown()
             with gr.Row():
-                adapter = gr.Dropdown(adapter_choices(runtime), value="", label=I18N("adapter"),
-                                      info=I18N("adapter_info"))
+                # Typed names are allowed so that API callers can use an adapter trained after the page loaded.
+                adapter = gr.Dropdown(adapter_choices(runtime), value="", allow_custom_value=True,
+                                      label=I18N("adapter"), info=I18N("adapter_info"))
                 refresh_adapters = gr.Button(I18N("refresh"), size="sm", scale=0)
+            model = model_dropdown(runtime)
             with gr.Row():
                 batch_size = gr.Slider(1, MAX_BATCH_SIZE, value=8, step=1, label=I18N("eval_batch_size"),
                                        info=I18N("eval_batch_size_info"))
@@ -440,15 +448,16 @@ def build_evaluate_tab(runtime: Runtime) -> None:
         return describe_test_data(load_test_data(upload_path, dataset_name))
 
     def on_run(upload_path, dataset_name, adapter_name, batch, limit_value, name, resume_value, *sampler_values):
+        *sampler_values, model_name = sampler_values
         data = load_test_data(upload_path, dataset_name)
         config = read_sampler(*sampler_values)
         batch = read_whole_number(batch, "Batch size", 1, MAX_BATCH_SIZE)
         limit_value = read_whole_number(0 if limit_value in (None, "") else limit_value, "Limit", 0)
         name = (name or "").strip() or default_run_name()
         job = start_evaluation(runtime, data, adapter_name or "", config, batch, limit_value, name,
-                               bool(resume_value))
+                               bool(resume_value), model_name or None)
         for note in config.notes:
-            gr.Info(note)
+            gr.Info(messages.localize(note))
         snapshot = job.snapshot()
         return (job.id, -1, gr.Timer(active=True), describe_test_data(data),
                 progress_html(snapshot["done"], snapshot["total"], snapshot["status"], job.description), "")
@@ -475,7 +484,7 @@ def build_evaluate_tab(runtime: Runtime) -> None:
 
     def on_stop(current_job):
         if not stop_evaluation(runtime, current_job):
-            gr.Warning("No evaluation is running on this page.")
+            messages.warning("no_eval_running")
 
     def on_load():
         # A reloaded page shows the latest evaluation, running or finished, through the first timer tick.
@@ -516,7 +525,7 @@ def build_evaluate_tab(runtime: Runtime) -> None:
     refresh_adapters.click(lambda: gr.Dropdown(choices=adapter_choices(runtime)), inputs=None,
                            outputs=[adapter], api_name=False, queue=False)
     run_button.click(
-        on_run, inputs=[upload, dataset, adapter, batch_size, limit, run_name, resume, *sampler],
+        on_run, inputs=[upload, dataset, adapter, batch_size, limit, run_name, resume, *sampler, model],
         outputs=[job_id, n_rendered, timer, data_info, progress, summary], api_name="evaluate",
     )
     timer.tick(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from llada_cot.finetune import (RunExistsError, default_config, file_sha256, fin
 from llada_cot.jobs import DONE, FAILED, RUNNING, STOPPED, Job, JobBusyError
 from llada_cot.loading import load_model
 from llada_cot.training import FineTuneConfig, linear_layer_names, lora_parameter_count
+from llada_cot.ui import messages
 from llada_cot.ui.i18n import I18N
 from llada_cot.ui.runtime import Runtime
 
@@ -51,18 +51,18 @@ def _source_path(upload: str | None, bundled: str | None, datasets_dir: Path) ->
         return Path(upload)
     if bundled:
         if bundled not in bundled_training_files(datasets_dir):
-            raise gr.Error(f"{bundled!r} is not one of the bundled training files; pick one from the list.")
+            raise messages.error("bundled_training_unknown", name=bundled)
         return datasets_dir / bundled
     return None
 
 
 def _error_report(error: DataFileError) -> str:
-    noun = "error" if error.error_count == 1 else "errors"
-    lines = [f"**The file cannot be used** ({error.error_count} {noun}):", ""]
-    lines += [f"- {item}" for item in error.errors]
+    noun = messages.text("error_noun" if error.error_count == 1 else "errors_noun")
+    lines = [messages.text("file_unusable", count=error.error_count, noun=noun), ""]
+    lines += [f"- {messages.localize(str(item))}" for item in error.errors]
     hidden = error.error_count - len(error.errors)
     if hidden > 0:
-        lines.append(f"- … and {hidden} more. Fix the listed ones and upload the file again.")
+        lines.append(f"- {messages.text('more_errors', count=hidden)}")
     return "\n".join(lines)
 
 
@@ -78,18 +78,19 @@ def validate_training_source(runtime: Runtime, upload: str | None, bundled: str 
     empty = pd.DataFrame(columns=PREVIEW_COLUMNS)
     path = _source_path(upload, bundled, datasets_dir)
     if path is None:
-        return "Upload a training JSONL file or pick a bundled one.", empty, None
+        return messages.text("no_training_file"), empty, None
     try:
         training_file = read_training_file(path)
     except DataFileError as error:
         return _error_report(error), empty, None
     if mode not in TRAINING_MODES:
-        raise gr.Error(f"Unknown training mode {mode!r}; pick {' or '.join(TRAINING_MODES)}.")
+        raise messages.error("training_mode_unknown", mode=mode, choices=", ".join(TRAINING_MODES))
 
     n_records = len(training_file.records)
-    report = [f"**{n_records} {'record' if n_records == 1 else 'records'} → "
-              f"{training_file.n_items(mode)} training items** ({mode} mode) in {path.name}."]
-    report += [f"- {warning}" for warning in training_file.warnings]
+    report = [messages.text("training_report", records=n_records,
+                            record_noun=messages.text("record" if n_records == 1 else "records"),
+                            items=training_file.n_items(mode), mode=mode, file=path.name)]
+    report += [f"- {messages.localize(warning)}" for warning in training_file.warnings]
     if upload:
         runtime.uploads_dir.mkdir(parents=True, exist_ok=True)
         stable = runtime.uploads_dir / f"train-{file_sha256(path)[:16]}.jsonl"
@@ -103,13 +104,13 @@ def validate_training_source(runtime: Runtime, upload: str | None, bundled: str 
 
 def _required_number(value, label: str, kind: type):
     if value is None or value == "":
-        raise gr.Error(f"{label} is empty; enter a number.")
+        raise messages.error("number_empty", label=label)
     try:
         number = kind(value)
     except (TypeError, ValueError) as error:
-        raise gr.Error(f"{label} must be a number, got {value!r}.") from error
+        raise messages.error("not_a_number", label=label, value=value) from error
     if kind is int and number != float(value):
-        raise gr.Error(f"{label} must be a whole number, got {value!r}.")
+        raise messages.error("not_whole", label=label, value=value)
     return number
 
 
@@ -138,7 +139,7 @@ def config_from_controls(mode, lora_r, lora_alpha, lora_dropout, target_modules,
             gradient_checkpointing=bool(gradient_checkpointing),
         ).validate()
     except ValueError as error:
-        raise gr.Error(str(error)) from error
+        raise gr.Error(messages.localize(str(error))) from error
 
 
 def parameter_summary(runtime: Runtime, target_modules, lora_r) -> str:
@@ -146,14 +147,13 @@ def parameter_summary(runtime: Runtime, target_modules, lora_r) -> str:
     model = runtime.loaded.model
     total = sum(parameter.numel() for parameter in model.parameters())
     if not target_modules:
-        return "Pick at least one layer for LoRA."
+        return messages.text("pick_a_layer")
     try:
         rank = int(lora_r)
     except (TypeError, ValueError):
-        return "Enter a LoRA rank to see the number of trainable parameters."
+        return messages.text("enter_rank")
     added = lora_parameter_count(model, target_modules, rank)
-    return (f"LoRA trains **{added:,}** parameters; the base model's {total:,} stay frozen "
-            f"({100 * added / (added + total):.2f}% of all parameters are trained).")
+    return messages.text("lora_parameters", added=added, total=total, share=100 * added / (added + total))
 
 
 # --- The job ----------------------------------------------------------------------------------
@@ -167,23 +167,23 @@ def start_training(runtime: Runtime, data_path: str | None, config: FineTuneConf
     cannot be used, so the page shows the reason before any work starts.
     """
     if not data_path:
-        raise gr.Error("No valid training file yet; upload one or pick a bundled one, and fix any errors listed.")
+        raise messages.error("no_valid_training_file")
     try:
         name = validate_adapter_name((adapter_name or "").strip())
     except ValueError as error:
-        raise gr.Error(str(error)) from error
+        raise gr.Error(messages.localize(str(error))) from error
     data = Path(data_path)
     output_dir = runtime.adapters_dir / name
     try:
         training_file = read_training_file(data)
         plan_output_dir(output_dir, config, file_sha256(data), resume, overwrite)
     except DataFileError as error:
-        raise gr.Error(f"The training file cannot be used: {error.errors[0] if error.errors else error}") from error
+        problem = messages.localize(str(error.errors[0] if error.errors else error))
+        raise messages.error("training_file_unusable", problem=problem) from error
     except RunExistsError as error:
-        raise gr.Error(f"An adapter named {name!r} already exists. Tick Resume to continue its run, tick "
-                       "Replace to train it again, or choose another name.") from error
+        raise messages.error("adapter_exists", name=name) from error
     except ValueError as error:
-        raise gr.Error(str(error)) from error
+        raise gr.Error(messages.localize(str(error))) from error
 
     reference = runtime.loaded.reference
     device = str(runtime.loaded.device)
@@ -199,15 +199,16 @@ def start_training(runtime: Runtime, data_path: str | None, config: FineTuneConf
                            stop_event=job.stop_event, training_file=training_file,
                            on_log=lambda row: job.report(event=row),
                            on_progress=lambda done, total: job.report(done=done, total=total))
-        download_dir = Path(tempfile.mkdtemp(prefix="llada-adapter-"))
-        archive = zip_adapter(output_dir, download_dir / f"{name}.zip")
+        archive = zip_adapter(output_dir, runtime.downloads_dir / f"{name}.zip")
         return {**result.to_dict(), "adapter": name, "zip": str(archive)}
 
     description = f"adapter {name} on {data.name}"
     try:
         job = runtime.jobs.start(JOB_KIND, description, work)
-    except JobBusyError as error:
-        gr.Warning(str(error))
+    except JobBusyError:
+        running = runtime.jobs.active(JOB_KIND)
+        messages.warning("job_busy", kind=messages.text("kind_train"),
+                         description=running.description if running is not None else "")
         return None
     logger.info("started fine-tuning job %s: %s", job.id, description)
     return job
@@ -217,10 +218,10 @@ def stop_training(runtime: Runtime) -> bool:
     """Ask the running training job to stop after its current step; return False when none runs."""
     job = runtime.jobs.active(JOB_KIND)
     if job is None:
-        gr.Info("No fine-tuning job is running.")
+        messages.info("no_training_job")
         return False
     runtime.jobs.stop(job.id)
-    gr.Info("Stopping after the current step; the adapter is saved at that step.")
+    messages.info("stopping_training")
     return True
 
 
@@ -233,27 +234,28 @@ def _format_seconds(seconds: float) -> str:
 def status_markdown(snapshot: dict | None) -> str:
     """Describe a job snapshot: progress and time while running, the adapter or the error at the end."""
     if snapshot is None:
-        return "No fine-tuning job has run since the server started."
+        return messages.text("no_training_yet")
     status, done, total = snapshot["status"], snapshot["done"], snapshot["total"]
     end = snapshot["finished_at"] or time.time()
     elapsed = end - snapshot["started_at"]
-    lines = [f"**{status.capitalize()}**: {snapshot['description']}"]
+    lines = [f"**{messages.text('status_' + status)}**: {snapshot['description']}"]
     if total:
-        line = f"step {done} of {total} ({100 * done / total:.0f}%) · {_format_seconds(elapsed)} elapsed"
+        line = messages.text("training_progress", done=done, total=total, percent=100 * done / total,
+                             elapsed=_format_seconds(elapsed))
         if status == RUNNING and done:
-            line += f" · about {_format_seconds(elapsed / done * (total - done))} left"
+            line += messages.text("time_left", left=_format_seconds(elapsed / done * (total - done)))
         lines.append(line)
     elif status == RUNNING:
-        lines.append(f"loading the model · {_format_seconds(elapsed)} elapsed")
+        lines.append(messages.text("loading_model", elapsed=_format_seconds(elapsed)))
     result = snapshot["result"]
     if status in (DONE, STOPPED) and result.get("global_step"):
-        lines.append(f"Adapter **{result['adapter']}** saved at step {result['global_step']}: "
-                     f"{result['trainable_parameters']:,} trainable of {result['total_parameters']:,} parameters, "
-                     f"final loss {result['final_loss']}. Pick it in the Playground's adapter list.")
+        lines.append(messages.text("adapter_saved", adapter=result["adapter"], step=result["global_step"],
+                                   trainable=result["trainable_parameters"], total=result["total_parameters"],
+                                   loss=result["final_loss"]))
     if status == STOPPED:
-        lines.append("Tick Resume and start again to continue from this step.")
+        lines.append(messages.text("resume_hint"))
     if status == FAILED:
-        lines.append(f"Error: {snapshot['error']}")
+        lines.append(messages.text("job_error", error=messages.localize(str(snapshot["error"]))))
     return "\n\n".join(lines)
 
 
@@ -370,7 +372,7 @@ def build_finetune_tab(runtime: Runtime) -> None:
         config = config_from_controls(*settings)
         job = start_training(runtime, path, config, name, resume=bool(resume_value), overwrite=bool(overwrite_value))
         if job is not None:
-            gr.Info(f"Fine-tuning started: {job.description}.")
+            messages.info("training_started", description=job.description)
         return poll(runtime, None)
 
     start_button.click(on_start, inputs=[data_path, adapter_name, resume, overwrite, *setting_controls],

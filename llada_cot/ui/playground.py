@@ -11,13 +11,14 @@ from dataclasses import dataclass
 import gradio as gr
 
 from llada_cot.evaluation import Solution, solution_from_result
-from llada_cot.loading import LoadedModel
+from llada_cot.loading import LoadedModel, ModelLoadError
 from llada_cot.sampling import GenerationResult, SamplerConfig, constraint_tokens, encode_prompts, iter_denoising
 from llada_cot.trajectory import Trajectory, replay_tokens
 from llada_cot.ui.gpu import on_gpu
+from llada_cot.ui import messages
 from llada_cot.ui.i18n import I18N
 from llada_cot.ui.render import COLOR_MAP, TokenRenderer, commit_plot
-from llada_cot.ui.runtime import Runtime
+from llada_cot.ui.runtime import ModelNotAllowedError, Runtime
 from llada_cot.ui.sampler_controls import MAX_GEN_LENGTH, build_sampler_controls, read_sampler
 
 __all__ = ["MAX_GEN_LENGTH", "adapter_choices", "build_playground_tab", "read_sampler", "stream_generation"]
@@ -41,23 +42,37 @@ class Finished:
 
 def adapter_choices(runtime: Runtime) -> list[tuple[str, str]]:
     """Return dropdown choices: the base model first, then saved adapters, newest first."""
-    return [("base model", ""), *[(name, name) for name in runtime.adapter_names()]]
+    return [(messages.text("base_model"), ""), *[(name, name) for name in runtime.adapter_names()]]
 
 
 def stats_markdown(solution: Solution, notes: list[str], stopped: bool) -> str:
-    lines = [f"**NFE** {solution.nfe} · **time** {solution.elapsed_s:.2f} s · "
-             f"**generated tokens/s** {solution.tokens_per_s:.1f} ({solution.generated_tokens} tokens)"]
+    lines = [messages.text("stats", nfe=solution.nfe, seconds=solution.elapsed_s, speed=solution.tokens_per_s,
+                           tokens=solution.generated_tokens)]
     if stopped:
-        lines.append("Stopped before the last step; masked positions remain.")
-    lines += [f"- {note}" for note in notes]
+        lines.append(messages.text("stopped_early"))
+    lines += [f"- {messages.localize(note)}" for note in notes]
     return "\n\n".join(lines)
 
 
-def resolve_model(runtime: Runtime, adapter: str | None) -> LoadedModel:
+def model_dropdown(runtime: Runtime, **kwargs) -> gr.Dropdown:
+    """Return the model picker: the allowed references; a typed one is checked by `resolve_model`."""
+    # Typing stays possible so that the server, not Gradio, answers an unlisted reference, in the reader's language.
+    return gr.Dropdown(choices=runtime.model_choices(), value=runtime.loaded.reference, allow_custom_value=True,
+                       label=I18N("model"), info=I18N("model_info"), **kwargs)
+
+
+def resolve_model(runtime: Runtime, adapter: str | None, model: str | None = None) -> LoadedModel:
+    """Return the picked model with the adapter; raise gr.Error in the reader's language when that fails."""
     try:
-        return runtime.model_for(adapter)
+        base = runtime.base_model(model)
+    except ModelNotAllowedError as error:
+        raise messages.error("model_not_allowed", model=error.reference, allowed=", ".join(error.allowed)) from None
+    except ModelLoadError as error:
+        raise messages.error("model_load_failed", model=model, error=messages.localize(str(error))) from error
+    try:
+        return runtime.model_for(adapter, base.reference)
     except (OSError, ValueError) as error:
-        raise gr.Error(f"Could not load adapter {adapter!r}: {error}") from error
+        raise messages.error("adapter_load_failed", adapter=adapter, error=messages.localize(str(error))) from error
 
 
 def stream_generation(runtime: Runtime, loaded: LoadedModel, prompt: str, config: SamplerConfig,
@@ -70,7 +85,7 @@ def stream_generation(runtime: Runtime, loaded: LoadedModel, prompt: str, config
     try:
         fixed = constraint_tokens(config, loaded.tokenizer)
     except ValueError as error:
-        raise gr.Error(str(error)) from error
+        raise gr.Error(messages.localize(str(error))) from error
     with runtime.compute_lock:
         input_ids, attention_mask = encode_prompts(loaded.tokenizer, [prompt], loaded.ids, loaded.device)
         prompt_length = input_ids.shape[1]
@@ -97,7 +112,7 @@ def stream_generation(runtime: Runtime, loaded: LoadedModel, prompt: str, config
         elapsed = time.perf_counter() - start - rendering
 
     if x is None:
-        raise gr.Error("The sampler ran no step; check the settings.")
+        raise messages.error("no_step")
     tokens = x[:, prompt_length:]
     stopped = bool((tokens == loaded.ids.mask).any())
     result = GenerationResult(tokens=tokens, trajectory=trajectory, nfe=nfe, elapsed_s=elapsed,
@@ -122,9 +137,9 @@ def live_frame(frame: list) -> tuple:
 
 
 def run_generation(runtime: Runtime, prompt: str, config: SamplerConfig, session: str,
-                   adapter: str | None = None) -> Iterator[tuple]:
+                   adapter: str | None = None, model: str | None = None) -> Iterator[tuple]:
     """Yield Playground updates while denoising; the last update carries the result."""
-    loaded = resolve_model(runtime, adapter)
+    loaded = resolve_model(runtime, adapter, model)
     stop = runtime.start_run(session)
     try:
         for update in stream_generation(runtime, loaded, prompt, config, stop):
@@ -154,9 +169,11 @@ def build_playground_tab(runtime: Runtime, examples: list[str]) -> None:
         with gr.Column(scale=1):
             sampler = build_sampler_controls(defaults)
             with gr.Row():
-                adapter = gr.Dropdown(choices=adapter_choices(runtime), value="", label=I18N("adapter"),
-                                      info=I18N("adapter_info"), scale=4)
+                # Typed names are allowed so that API callers can use an adapter trained after the page loaded.
+                adapter = gr.Dropdown(choices=adapter_choices(runtime), value="", allow_custom_value=True,
+                                      label=I18N("adapter"), info=I18N("adapter_info"), scale=4)
                 refresh_adapters = gr.Button(I18N("refresh"), scale=1, size="sm")
+            model = model_dropdown(runtime)
 
     live = gr.HighlightedText(label=I18N("denoising"), color_map=COLOR_MAP, show_legend=True,
                               show_inline_category=False, combine_adjacent=False)
@@ -169,12 +186,13 @@ def build_playground_tab(runtime: Runtime, examples: list[str]) -> None:
     trajectory_state = gr.State()
 
     def on_generate(request: gr.Request, prompt_text, *values):
-        *sampler_values, adapter_name = values
+        *sampler_values, adapter_name, model_name = values
         if not prompt_text or not prompt_text.strip():
-            raise gr.Error("The prompt is empty; type a problem or pick an example.")
+            raise messages.error("prompt_empty")
         config = read_sampler(*sampler_values)
         session = request.session_hash or "api"
-        yield from run_generation(runtime, prompt_text.strip(), config, session, adapter_name or None)
+        yield from run_generation(runtime, prompt_text.strip(), config, session, adapter_name or None,
+                                  model_name or None)
 
     def on_stop(request: gr.Request):
         runtime.request_stop(request.session_hash or "api")
@@ -191,7 +209,7 @@ def build_playground_tab(runtime: Runtime, examples: list[str]) -> None:
 
     generate_button.click(
         on_gpu(on_generate),
-        inputs=[prompt, *sampler, adapter],
+        inputs=[prompt, *sampler, adapter, model],
         outputs=[live, final_text, answer, stats, plot, replay, trajectory_state],
         api_name="generate", concurrency_id="compute",
     )

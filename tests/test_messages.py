@@ -1,0 +1,140 @@
+"""Server-side text in English and Korean: language choice, the catalogue and library messages."""
+
+import re
+import string
+from types import SimpleNamespace
+
+import pytest
+
+from llada_cot.data import DataFileError, read_test_file, read_training_file
+from llada_cot.sampling import SamplerConfig, parse_constraints
+from llada_cot.ui import messages
+from llada_cot.ui.messages import MESSAGES, UNTRANSLATED_LEAD, localize, request_language
+
+HANGUL = re.compile("[\uac00-\ud7a3]")
+
+
+def request(header: str) -> SimpleNamespace:
+    return SimpleNamespace(headers={"accept-language": header})
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("ko-KR,ko;q=0.9,en-US;q=0.8,en;q=0.7", "ko"),
+    ("en-US,en;q=0.9,ko;q=0.8", "en"),
+    ("fr-FR,fr;q=0.9,ko;q=0.5", "ko"),
+    ("en;q=0.2, ko;q=0.9", "ko"),
+    ("de-DE", "en"),
+    ("", "en"),
+    ("ko;q=abc, en", "en"),
+])
+def test_language_follows_accept_language(header, expected):
+    assert request_language(request(header)) == expected
+
+
+def test_language_english_outside_events():
+    assert request_language() == "en"
+    assert request_language(SimpleNamespace(headers=None)) == "en"
+
+
+def fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+@pytest.mark.parametrize("key", sorted(MESSAGES))
+def test_message_has_korean_form(key):
+    english, korean = MESSAGES[key]
+    assert fields(korean) <= fields(english), "the Korean text uses a value the English one is not given"
+    if re.search("[A-Za-z]{3}", english.replace("NFE", "").replace("LoRA", "")) and key not in ("bad_setting",):
+        assert HANGUL.search(korean), f"{key} has no Korean text"
+
+
+def test_text_uses_request_language(monkeypatch):
+    monkeypatch.setattr(messages, "request_language", lambda request=None: "ko")
+    assert messages.text("prompt_empty") == MESSAGES["prompt_empty"][1]
+    assert "배치 크기" in messages.text("not_whole", label="Batch size", value="x")
+    monkeypatch.setattr(messages, "request_language", lambda request=None: "en")
+    assert messages.text("not_whole", label="Batch size", value="x") == "Batch size must be a whole number, got 'x'."
+
+
+def library_messages() -> list[str]:
+    """Messages the library raises for a corpus of bad settings and files, plus the sampler's notes."""
+    found = []
+    bad_settings = [dict(steps=0), dict(gen_length=-4), dict(block_length=64, gen_length=32, steps=32),
+                    dict(temperature=-1), dict(cfg_scale=-0.5), dict(remasking="greedy"), dict(seed=1.5),
+                    dict(threshold=1.5), dict(threshold=0), dict(cache="full"), dict(early_stop="yes"),
+                    dict(constraints="x:Once"), dict(constraints="5"), dict(constraints="999:word"),
+                    dict(constraints="1:a, 1:b"), dict(constraints="-1:a")]
+    for settings in bad_settings:
+        with pytest.raises(ValueError) as caught:
+            config = SamplerConfig(**settings).validate()
+            parse_constraints(config.constraints, config.gen_length)
+        found.append(str(caught.value))
+    for settings in [dict(gen_length=40, block_length=16, steps=40), dict(threshold=0.9, cache="dual", early_stop=True),
+                     dict(steps=2, gen_length=64, block_length=16), dict(steps=10, gen_length=64, block_length=16,
+                                                                          cache="prefix")]:
+        found.extend(SamplerConfig(**settings).validate().notes)
+    bad_files = [b"", b"\n\n", b"[1]\n", b'{"prompt": 5, "rationales": "x", "answer": null}\n', b'{"prompt": "a"\n',
+                 b"\x89PNG\r\n\x1a\n" + bytes(range(64)), b'{"prompt": "a", "answer": "1"}\n\xff\xfe\n',
+                 b'{"question": "a"}\n', b'{"prompt": "", "rationales": [1], "answer": "1"}\n',
+                 b'{"prompt": "a", "answer": "1"} {"prompt": "b"}\n', b'{"problem": "a", "answer": "1"}\n']
+    for data in bad_files:
+        for reader in (read_training_file, read_test_file):
+            with pytest.raises(DataFileError) as caught:
+                reader(data)
+            found.append(str(caught.value))
+    return found
+
+
+@pytest.mark.parametrize("message", library_messages())
+def test_library_message_has_korean_form(message):
+    korean = localize(message, "ko")
+    assert UNTRANSLATED_LEAD not in korean, korean
+    for line in korean.splitlines():
+        if line.strip():
+            assert HANGUL.search(line), line
+    # Numbers the reader must act on (line numbers, values) survive the translation.
+    for number in re.findall(r"\bline (\d+)", message):
+        assert f"{number}번째 줄" in korean
+    assert localize(message, "en") == message
+
+
+def test_unknown_message_keeps_english():
+    korean = localize("something new went wrong with value 42.", "ko")
+    assert korean.startswith(UNTRANSLATED_LEAD)
+    assert "value 42" in korean
+
+
+@pytest.fixture(scope="module")
+def server(bundled, tmp_path_factory):
+    import socket
+
+    from llada_cot.ui.app import build_app
+    from llada_cot.ui.i18n import I18N
+    from llada_cot.ui.runtime import Runtime
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = build_app(Runtime(loaded=bundled, workspace=tmp_path_factory.mktemp("workspace")))
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, i18n=I18N)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.mark.parametrize("language, expected", [("ko-KR,ko;q=0.9,en;q=0.8", "ko"), ("en-US,en;q=0.9", "en")])
+def test_page_errors_follow_browser_language(server, bundled, language, expected):
+    from gradio_client import Client
+
+    client = Client(server, verbose=False, headers={"Accept-Language": language})
+    defaults = bundled.sampler_defaults
+    settings = [defaults["gen_length"], defaults["steps"], defaults["block_length"], 0.0, 0.0, "low_confidence"]
+    errors = []
+    for prompt, values in [("  ", settings), ("What is 2 + 2?", [defaults["gen_length"], 0, *settings[2:]])]:
+        with pytest.raises(Exception) as caught:
+            client.predict(prompt, *values, api_name="/generate")
+        errors.append(str(caught.value))
+    assert "steps" in errors[1]
+    for error in errors:
+        assert bool(HANGUL.search(error)) == (expected == "ko"), error
+        assert "Traceback" not in error
