@@ -12,8 +12,6 @@ from pathlib import Path
 
 from llada_cot.data import MAX_FILE_BYTES
 from llada_cot.loading import TINY_MODEL, ModelLoadError, default_reference
-from llada_cot.ui.app import PAGE_CSS, build_app, served_folders
-from llada_cot.ui.i18n import I18N
 from llada_cot.ui.runtime import DEFAULT_WORKSPACE, Runtime
 
 logger = logging.getLogger("llada_cot.app")
@@ -22,6 +20,9 @@ logger = logging.getLogger("llada_cot.app")
 MODEL_ENV_VAR = "LLADA_COT_MODEL"
 # Comma-separated model references a page may switch to, beside the loaded model and the bundled one.
 ALLOWED_MODELS_ENV_VAR = "LLADA_COT_ALLOWED_MODELS"
+# Gradio keeps uploads and served files in this folder, which it reads once when it is imported.
+GRADIO_CACHE_ENV_VAR = "GRADIO_TEMP_DIR"
+GRADIO_CACHE_FOLDER = "gradio-cache"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,6 +60,11 @@ def allowed_models(args: argparse.Namespace) -> tuple[str, ...]:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Set before the first Gradio import below, so that uploads land in the workspace too.
+    os.environ.setdefault(GRADIO_CACHE_ENV_VAR, str((args.workspace / GRADIO_CACHE_FOLDER).resolve()))
+    from llada_cot.ui.app import PAGE_CSS, build_app, served_folders
+    from llada_cot.ui.i18n import I18N
+
     try:
         runtime = Runtime.from_reference(args.model, device=args.device, trust_remote_code=args.trust_remote_code,
                                          workspace=args.workspace, allowed_models=allowed_models(args),
