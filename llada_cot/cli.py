@@ -88,6 +88,8 @@ def sampler_config(args: argparse.Namespace, defaults: dict) -> SamplerConfig:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    if not args.prompt.strip():
+        raise ValueError("--prompt is empty; pass the problem to solve, for example --prompt 'What is 2 + 3?'.")
     loaded = load_for_args(args)
     config = sampler_config(args, loaded.sampler_defaults)
     for note in config.notes:
@@ -109,6 +111,13 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_solve(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if args.limit is not None and args.limit < 0:
+        raise ValueError(f"--limit must be 0 (all items) or more, got {args.limit}.")
+    if args.output.is_file() and args.output.stat().st_size and not (args.resume or args.overwrite):
+        raise ValueError(f"{args.output} already holds results; pass --resume to continue that run or "
+                         "--overwrite to replace it.")
     test_file = read_test_file(args.data)
     logger.info("%s: %d items in %s format", args.data, len(test_file.items), test_file.format)
     for warning in test_file.warnings:
@@ -279,8 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     solve_parser.add_argument("--data", type=Path, required=True, help="test JSONL (seed, GSM8K or MATH format)")
     solve_parser.add_argument("--output", type=Path, required=True, help="results JSONL, one line per item")
     solve_parser.add_argument("--batch-size", type=int, default=8, help="prompts per batch")
-    solve_parser.add_argument("--limit", type=int, default=None, help="solve only the first N items")
+    solve_parser.add_argument("--limit", type=int, default=None, help="solve only the first N items (0 or unset: all)")
     solve_parser.add_argument("--resume", action="store_true", help="keep the results already in --output and go on")
+    solve_parser.add_argument("--overwrite", action="store_true", help="replace the results already in --output")
     add_model_arguments(solve_parser)
     add_sampler_arguments(solve_parser)
     solve_parser.set_defaults(handler=run_solve)

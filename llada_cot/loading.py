@@ -132,6 +132,9 @@ def load_model(reference: str | None = None, *, device: str | None = None,
     reference = reference or default_reference()
     path = _resolve_path(reference)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"Device {device!r} was requested, but this torch build sees no CUDA GPU; "
+                             "use --device cpu, or install a CUDA build of torch on a machine with a GPU.")
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     is_local = Path(path).exists()

@@ -171,8 +171,10 @@ class SamplerConfig:
             notes.append(f"steps {self.steps} is fewer than the {self.num_blocks} blocks; each block gets one "
                          f"step, so {self.num_blocks} steps run.")
         elif self.steps % self.num_blocks:
-            notes.append(f"steps {self.steps} is not a multiple of the {self.num_blocks} blocks; the first "
-                         f"{self.steps % self.num_blocks} blocks get one extra step.")
+            extra = self.steps % self.num_blocks
+            which = "the first block gets" if extra == 1 else f"the first {extra} blocks get"
+            notes.append(f"steps {self.steps} is not a multiple of the {self.num_blocks} blocks; {which} one "
+                         "extra step.")
         tokens_per_step = self.block_length / min(self.steps_per_block())
         if tokens_per_step > MAX_RECOMMENDED_TOKENS_PER_STEP:
             notes.append(f"About {tokens_per_step:.0f} tokens are committed per step; more than "

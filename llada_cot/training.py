@@ -217,7 +217,7 @@ class FineTuneConfig:
             raise ValueError(f"learning_rate must be above 0 and below 1, got {self.learning_rate}; "
                              "1e-4 suits LLaDA-8B and about 1e-3 the bundled tiny model.")
         if self.max_steps is not None:
-            _check_int(self, "max_steps", minimum=1, hint="or None to train for a number of epochs")
+            _check_int(self, "max_steps", minimum=1, hint="or leave it unset to train for a number of epochs")
         elif not self.epochs > 0:
             raise ValueError(f"epochs must be above 0 when max_steps is not set, got {self.epochs}.")
         _check_int(self, "batch_size", minimum=1, hint="lower it if memory runs out")

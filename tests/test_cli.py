@@ -180,3 +180,27 @@ def test_train_stopped_by_ctrl_c_exits_130(monkeypatch, tmp_path, capsys):
     assert "step 2 of 10" in message
     assert "--resume" in message
     assert signal.getsignal(signal.SIGINT) is handler_before
+
+
+def test_generate_rejects_empty_prompt():
+    result = run_cli("generate", "--prompt", "  ")
+    assert result.returncode == 2
+    assert "--prompt is empty" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_solve_keeps_existing_results_without_flag(tmp_path):
+    output = tmp_path / "results.jsonl"
+    output.write_text('{"line": 1}\n')
+    result = run_cli("solve", "--data", "datasets/test.jsonl", "--output", str(output), "--limit", "1")
+    assert result.returncode == 2
+    assert "--resume" in result.stderr and "--overwrite" in result.stderr
+    assert output.read_text() == '{"line": 1}\n'
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_device_without_gpu_is_reported():
+    result = run_cli("generate", "--prompt", "What is 2 + 3?", "--device", "cuda")
+    assert result.returncode == 2
+    assert "--device cpu" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -138,3 +138,35 @@ def test_page_errors_follow_browser_language(server, bundled, language, expected
     for error in errors:
         assert bool(HANGUL.search(error)) == (expected == "ko"), error
         assert "Traceback" not in error
+
+
+def fine_tune_messages() -> list[str]:
+    from llada_cot.training import FineTuneConfig
+
+    found = []
+    for settings in [dict(mode="all"), dict(lora_r=0), dict(lora_dropout=1.0), dict(target_modules=()),
+                     dict(learning_rate=2.0), dict(max_steps=None, epochs=0), dict(warmup_ratio=-0.1),
+                     dict(lr_scheduler="step"), dict(weight_decay=-1.0), dict(gradient_checkpointing="yes"),
+                     dict(max_steps=0), dict(batch_size=0)]:
+        with pytest.raises(ValueError) as caught:
+            FineTuneConfig(**settings).validate()
+        found.append(str(caught.value))
+    return found
+
+
+@pytest.mark.parametrize("message", fine_tune_messages())
+def test_fine_tune_message_has_korean_form(message):
+    korean = localize(message, "ko")
+    assert UNTRANSLATED_LEAD not in korean, korean
+    assert HANGUL.search(korean)
+
+
+def test_lora_target_message_has_korean_form(random_loaded):
+    from llada_cot.training import check_lora_targets
+
+    with pytest.raises(ValueError) as caught:
+        check_lora_targets(random_loaded.model, ["q_proj", "o_proj"])
+    korean = localize(str(caught.value), "ko")
+    assert UNTRANSLATED_LEAD not in korean
+    assert "'o_proj'" in korean
+    assert "attn_out" in korean

@@ -97,8 +97,6 @@ def test_second_session_follows_training(runtime, training_data):
 
 
 def test_second_session_sees_running_evaluation(runtime):
-    # NOTE: the Evaluate tab reattaches through its load event and timer, which are not API endpoints.
-    # So an API client learns only that the run goes on, from the rejection of a second run.
     with serve(runtime) as first:
         first.predict(*arguments(first, "/evaluate", eval_upload=None, eval_dataset="test.jsonl", adapter="",
                                  eval_batch_size=2, eval_limit=40, eval_run_name="long-eval", eval_resume=False,
@@ -115,6 +113,12 @@ def test_second_session_sees_running_evaluation(runtime):
         assert "already running" in message
         assert "long-eval" in message
         assert not job.finished
+        status = second.predict(api_name="/evaluate_status")
+        assert status["status"] == "running"
+        assert "long-eval" in status["description"]
+        assert status["done"] >= 2
+        assert status["total"] == 40
+        assert status["summary"]["n"] >= 2
 
         first.predict(api_name="/evaluate_stop")  # the stop button acts on its own session's run
         wait_until(lambda: job.finished, TIMEOUT_S, "the stopped evaluation")

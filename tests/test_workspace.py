@@ -41,3 +41,20 @@ def test_uploads_land_in_the_workspace(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_busy_port_is_reported(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        result = subprocess.run([sys.executable, "app.py", "--model", "tiny", "--port", str(port),
+                                 "--workspace", str(tmp_path / "workspace")], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "pass --port" in result.stderr
+    assert "Traceback" not in result.stderr

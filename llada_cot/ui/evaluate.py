@@ -83,7 +83,7 @@ def load_test_data(upload: str | None, dataset: str | None, datasets_dir: Path =
     except DataFileError as error:
         # Rebuilt with the file's own name, because an upload's path is a temporary folder of the server.
         report = DataFileError(error.errors, error_count=error.error_count, source_name=name)
-        raise gr.Error(as_toast_text(messages.localize(str(report)))) from error
+        raise gr.Error(as_toast_text(messages.localize(str(report))), print_exception=False) from error
     return TestData(test_file=test_file, name=name, path=path)
 
 
@@ -485,6 +485,19 @@ def build_evaluate_tab(runtime: Runtime) -> None:
     def on_stop(current_job):
         if not stop_evaluation(runtime, current_job):
             messages.warning("no_eval_running")
+
+    def evaluate_status() -> dict:
+        """Return the latest evaluation's status, progress and accuracy so far, for API clients."""
+        job = runtime.jobs.latest(JOB_KIND)
+        if job is None:
+            return {"status": None}
+        snapshot = job.snapshot()
+        rows = snapshot["events"]
+        return {"status": snapshot["status"], "description": snapshot["description"], "done": snapshot["done"],
+                "total": snapshot["total"], "error": snapshot["error"], "summary": summarize(rows) if rows else None}
+
+    # The page follows a run through its load event and timer, which carry page state; API clients poll this.
+    gr.api(evaluate_status, api_name="evaluate_status")
 
     def on_load():
         # A reloaded page shows the latest evaluation, running or finished, through the first timer tick.

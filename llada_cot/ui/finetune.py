@@ -139,7 +139,7 @@ def config_from_controls(mode, lora_r, lora_alpha, lora_dropout, target_modules,
             gradient_checkpointing=bool(gradient_checkpointing),
         ).validate()
     except ValueError as error:
-        raise gr.Error(messages.localize(str(error))) from error
+        raise messages.library_error(error) from error
 
 
 def parameter_summary(runtime: Runtime, target_modules, lora_r) -> str:
@@ -171,7 +171,7 @@ def start_training(runtime: Runtime, data_path: str | None, config: FineTuneConf
     try:
         name = validate_adapter_name((adapter_name or "").strip())
     except ValueError as error:
-        raise gr.Error(messages.localize(str(error))) from error
+        raise messages.library_error(error) from error
     data = Path(data_path)
     output_dir = runtime.adapters_dir / name
     try:
@@ -183,7 +183,7 @@ def start_training(runtime: Runtime, data_path: str | None, config: FineTuneConf
     except RunExistsError as error:
         raise messages.error("adapter_exists", name=name) from error
     except ValueError as error:
-        raise gr.Error(messages.localize(str(error))) from error
+        raise messages.library_error(error) from error
 
     reference = runtime.loaded.reference
     device = str(runtime.loaded.device)

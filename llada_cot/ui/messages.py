@@ -234,7 +234,15 @@ def text(key: str, **values) -> str:
 
 def error(key: str, **values) -> gr.Error:
     """Return a gr.Error with message `key` in the current request's language."""
-    return gr.Error(text(key, **values))
+    return gr.Error(text(key, **values), print_exception=False)
+
+
+def library_error(error: Exception) -> gr.Error:
+    """Return a gr.Error with a library exception's message in the current request's language.
+
+    These are expected input errors, so the server log gets no traceback for them.
+    """
+    return gr.Error(localize(str(error)), print_exception=False)
 
 
 def info(key: str, **values) -> None:
@@ -291,9 +299,10 @@ _KOREAN_PATTERNS: tuple[tuple[str, str], ...] = (
      r"\g<threshold>을(를) 넘는 마스크 위치를 모두(최소 하나) 확정하므로, 스텝 수는 모델에 따라 달라집니다."),
     (r"steps (?P<steps>\d+) is fewer than the (?P<blocks>\d+) blocks; (?P<rest>.*)",
      r"steps \g<steps>이(가) 블록 수 \g<blocks>보다 적어 블록마다 한 스텝씩, 모두 \g<blocks>스텝을 실행합니다."),
-    (r"steps (?P<steps>\d+) is not a multiple of the (?P<blocks>\d+) blocks; the first (?P<extra>\d+) blocks get one "
-     r"extra step\.",
-     r"steps \g<steps>이(가) 블록 수 \g<blocks>의 배수가 아니어서 앞의 \g<extra>개 블록이 한 스텝씩 더 받습니다."),
+    (r"steps (?P<steps>\d+) is not a multiple of the (?P<blocks>\d+) blocks; the first (?P<extra>\d+ )?blocks? gets? "
+     r"one extra step\.",
+     lambda m: f"steps {m['steps']}이(가) 블록 수 {m['blocks']}의 배수가 아니어서 앞의 {(m['extra'] or '1 ').strip()}개 "
+               "블록이 한 스텝씩 더 받습니다."),
     (r"About (?P<n>\d+) tokens are committed per step; more than (?P<max>\d+) often (?P<rest>.*)",
      r"스텝마다 약 \g<n>개 token을 확정합니다. \g<max>개를 넘으면 단어나 줄이 반복되기 쉬우니 steps를 늘리세요."),
     (r"The prefix cache is an approximation: (?P<rest>.*)",
@@ -305,6 +314,26 @@ _KOREAN_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"With the dual cache, early_stop is checked only (?P<rest>.*)",
      r"dual 캐시에서는 early_stop을 블록마다 첫 스텝에서만 확인합니다. 블록 오른쪽 위치를 예측하는 유일한 "
      r"pass이기 때문입니다."),
+    # FineTuneConfig.validate and the LoRA target check
+    (r"mode must be one of (?P<choices>.+), got (?P<value>.+)\.",
+     r"학습 방식은 \g<choices> 중 하나여야 합니다. 입력값: \g<value>."),
+    (r"(?P<name>\w+) must be an integer of at least (?P<minimum>\d+), got (?P<value>.+?) \((?P<hint>.*)\)\.",
+     r"\g<name> 값은 \g<minimum> 이상의 정수여야 합니다. 입력값: \g<value>."),
+    (r"(?P<name>\w+) must be at least 0 and below 1, got (?P<value>.+)\.",
+     r"\g<name> 값은 0 이상 1 미만이어야 합니다. 입력값: \g<value>."),
+    (r"(?P<name>\w+) must be above 0 and below 1, got (?P<value>.+?); (?P<rest>.*)",
+     r"\g<name> 값은 0보다 크고 1보다 작아야 합니다(LLaDA-8B는 1e-4, 내장 tiny 모델은 약 1e-3). 입력값: \g<value>."),
+    (r"epochs must be above 0 when max_steps is not set, got (?P<value>.+)\.",
+     r"max_steps를 정하지 않으면 epochs는 0보다 커야 합니다. 입력값: \g<value>."),
+    (r"lr_scheduler must be one of (?P<choices>.+), got (?P<value>.+)\.",
+     r"lr_scheduler는 \g<choices> 중 하나여야 합니다. 입력값: \g<value>."),
+    (r"weight_decay must be 0 or more, got (?P<value>.+)\.", r"weight_decay는 0 이상이어야 합니다. 입력값: \g<value>."),
+    (r"(?P<name>\w+) must be true or false, got (?P<value>.+)\.",
+     r"\g<name> 값은 true 또는 false여야 합니다. 입력값: \g<value>."),
+    (r"target_modules must be a non-empty list of layer names such as (?P<example>.+), got (?P<value>.+)\.",
+     r"target_modules는 비어 있지 않은 레이어 이름 목록이어야 합니다(예: \g<example>). 입력값: \g<value>."),
+    (r"LoRA targets? (?P<names>.+?) match(?:es)? no layer of this model\. Valid targets: (?P<valid>[^.]+)\.(?P<rest>.*)",
+     r"LoRA 대상 \g<names>에 맞는 레이어가 이 모델에 없습니다. 쓸 수 있는 대상: \g<valid>.\g<rest>"),
     # Adapter and run names
     (r"Adapter name (?P<rest>.*)", r"어댑터 이름 오류: \g<rest>"),
     # Data files: the location prefix of each problem, then its text
@@ -401,7 +430,7 @@ def _korean(message: str) -> str | None:
             translated = _expand(match, korean)
             rest = match.groupdict().get("rest")
             # A location prefix carries the problem after it, which is translated on its own.
-            if rest is not None and "\\g<rest>" in korean:
+            if rest is not None and isinstance(korean, str) and "\\g<rest>" in korean:
                 inner = _korean(rest)
                 if inner is not None:
                     translated = translated[: len(translated) - len(rest)] + inner

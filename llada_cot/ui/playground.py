@@ -85,7 +85,7 @@ def stream_generation(runtime: Runtime, loaded: LoadedModel, prompt: str, config
     try:
         fixed = constraint_tokens(config, loaded.tokenizer)
     except ValueError as error:
-        raise gr.Error(messages.localize(str(error))) from error
+        raise messages.library_error(error) from error
     with runtime.compute_lock:
         input_ids, attention_mask = encode_prompts(loaded.tokenizer, [prompt], loaded.ids, loaded.device)
         prompt_length = input_ids.shape[1]

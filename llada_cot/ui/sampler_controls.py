@@ -104,7 +104,7 @@ def read_sampler(gen_length, steps, block_length, temperature, cfg_scale, remask
             constraints=str(constraints or ""),
         ).validate()
     except (TypeError, ValueError) as error:
-        raise gr.Error(messages.localize(str(error))) from error
+        raise messages.library_error(error) from error
 
 
 def build_sampler_controls(defaults: SamplerConfig, open_advanced: bool = False) -> list[gr.components.Component]:
