@@ -495,8 +495,10 @@ def read_training_file(source: str | os.PathLike | bytes, *, max_file_bytes: int
     extra_fields = _ExtraFieldCounter("Training uses only 'prompt', 'rationales' and 'answer'")
     records: list[TrainingRecord] = []
     n_objects = 0
+    n_without_rationales = 0
     for line, record in _parse_json_lines(data, max_line_bytes, TRAINING_EXAMPLE, errors):
         n_objects += 1
+        n_without_rationales += "rationales" not in record
         extra_fields.add(line, record, _TRAINING_FIELDS)
         prompt = _check_text(record, "prompt", line, errors, '"Solve 3 + 4"')
         rationales = _check_rationales(record, line, errors)
@@ -504,6 +506,13 @@ def read_training_file(source: str | os.PathLike | bytes, *, max_file_bytes: int
         if prompt is not None and rationales is not None and answer is not None:
             records.append(TrainingRecord(prompt, rationales, answer, line))
 
+    if n_objects > 1 and n_without_rationales == n_objects and errors.count == n_objects:
+        # One clear reason instead of the same missing field on every line.
+        raise DataFileError([LineError(None, "rationales", (
+            f"missing on all {n_objects} lines, so this looks like a test file (prompt and answer only). "
+            "Training needs the step-by-step solution: add \"rationales\": [\"3 + 4 = 7\"] to each line, or [] "
+            "for a record without steps. Evaluate a test file in the Evaluate tab or with solve."))],
+            source_name=source_name)
     errors.raise_if_any(source_name)
     _reject_empty(n_objects, data, TRAINING_EXAMPLE, source_name)
     return TrainingFile(records, extra_fields.warnings())

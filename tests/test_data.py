@@ -616,3 +616,12 @@ def test_bundled_test_file():
     assert result.format == "seed"
     assert len(result.items) >= 200
     assert result.warnings == []
+
+
+def test_test_file_given_for_training_gets_one_error():
+    data = b'{"prompt": "What is 2 + 2?", "answer": "4"}\n{"prompt": "What is 3 + 3?", "answer": "6"}\n'
+    with pytest.raises(DataFileError) as caught:
+        read_training_file(data)
+    assert caught.value.error_count == 1
+    assert "looks like a test file" in str(caught.value)
+    assert "missing on all 2 lines" in str(caught.value)

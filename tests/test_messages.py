@@ -82,6 +82,9 @@ def library_messages() -> list[str]:
             with pytest.raises(DataFileError) as caught:
                 reader(data)
             found.append(str(caught.value))
+    with pytest.raises(DataFileError) as caught:  # a valid test file given for training
+        read_training_file(b'{"prompt": "What is 2 + 2?", "answer": "4"}\n' * 2)
+    found.append(str(caught.value))
     return found
 
 

@@ -339,6 +339,7 @@ _KOREAN_PATTERNS: tuple[tuple[str, str], ...] = (
     # Data files: the location prefix of each problem, then its text
     (r"line (?P<line>\d+), field '(?P<field>[^']+)': (?P<rest>.*)", r"\g<line>번째 줄, '\g<field>' 필드: \g<rest>"),
     (r"line (?P<line>\d+): (?P<rest>.*)", r"\g<line>번째 줄: \g<rest>"),
+    (r"field '(?P<field>[^']+)': (?P<rest>.*)", r"'\g<field>' 필드: \g<rest>"),
 )
 _TYPE_NAMES = {"a number": "숫자", "a string": "문자열", "a list": "목록", "an object": "객체", "null": "null",
                "true or false": "true/false", "a boolean": "true/false"}
@@ -374,6 +375,10 @@ def _invalid_json(match: re.Match) -> str:
 # a replacement string or a function of the match.
 _KOREAN_PHRASES: tuple[tuple[str, object], ...] = (
     (r"^missing\. Add (?P<what>\"[^\"]+\": (?:\"(?:[^\"\\]|\\.)*\"|\[[^\]]*\]|\{.*?\}))\.(?P<rest>.*)", _missing),
+    (r"^missing on all (?P<count>\d+) lines, so this looks like a test file (?P<rest>.*)",
+     r"모든 줄(\g<count>개)에 없어서 테스트 파일(prompt와 answer만 있음)로 보입니다. 학습에는 단계별 풀이가 "
+     r"필요하니 각 줄에 \"rationales\": [\"3 + 4 = 7\"]을(단계가 없으면 []) 추가하세요. 테스트 파일은 평가 탭이나 "
+     r"solve로 평가하세요."),
     (r"^missing\. Add the gold answer, for example (?P<example>.*)",
      r"항목이 없습니다. 정답을 추가하세요. 예: \g<example>"),
     (r"^expected a string, got (?P<type>[^.]+)\. (?P<rest>.*)",
