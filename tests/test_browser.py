@@ -101,6 +101,9 @@ def test_korean_locale_translates_labels(browser, page_url):
     page = open_page(browser, page_url, "ko-KR")
     assert page.get_by_role("button", name=KOREAN["generate"]).is_visible()
     assert page.get_by_text(KOREAN["steps"], exact=True).first.is_visible()
+    # Text the server writes when the page loads follows the browser's language as well.
+    page.wait_for_function("() => [...document.querySelectorAll('input')].some(i => i.value === '기본 모델')",
+                           timeout=30000)
     save_tab_screenshots(page, KOREAN, "ko")
     page.close()
 

@@ -55,12 +55,17 @@ def build_app(runtime: Runtime) -> gr.Blocks:
         gr.Markdown("# LLaDA-CoT Playground")
         gr.Markdown(I18N("subtitle"))
         examples = example_prompts()
+        refreshers = {}
         with gr.Tab(I18N("playground")):
-            build_playground_tab(runtime, examples)
+            refreshers.update(build_playground_tab(runtime, examples))
         with gr.Tab(I18N("compare")):
-            build_compare_tab(runtime, examples)
+            refreshers.update(build_compare_tab(runtime, examples))
         with gr.Tab(I18N("finetune")):
-            build_finetune_tab(runtime)
+            refreshers.update(build_finetune_tab(runtime))
         with gr.Tab(I18N("evaluate")):
             build_evaluate_tab(runtime)
+        # Text built with the page is English, because no request is known then, so each load rewrites it
+        # in the reader's language.
+        demo.load(lambda: tuple(refresh() for refresh in refreshers.values()), inputs=None,
+                  outputs=list(refreshers), api_name=False, queue=False)
     return demo

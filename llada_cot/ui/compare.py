@@ -33,7 +33,8 @@ def comparison_markdown(first, second) -> str:
     return f"{table}\n\n{messages.text(verdict, nfe_ratio=nfe_ratio, time_ratio=time_ratio)}"
 
 
-def build_compare_tab(runtime: Runtime, examples: list[str]) -> None:
+def build_compare_tab(runtime: Runtime, examples: list[str]) -> dict:
+    """Build the tab; return the components whose text depends on the reader's language, with their refreshers."""
     defaults = runtime.default_sampler()
     prompt = gr.Textbox(label=I18N("prompt"), lines=2, value=examples[0] if examples else "")
     with gr.Row():
@@ -86,7 +87,9 @@ def build_compare_tab(runtime: Runtime, examples: list[str]) -> None:
 
     compare_button.click(on_gpu(on_compare), inputs=[prompt, adapter, *controls[0], *controls[1], model],
                          outputs=[*views, *texts, *stats, summary], api_name="compare", concurrency_id="compute")
+
     def on_stop(request: gr.Request):
         runtime.request_stop(request.session_hash or "api")
 
     stop_button.click(on_stop, inputs=None, outputs=None, api_name=False, queue=False)
+    return {adapter: lambda: gr.Dropdown(choices=adapter_choices(runtime))}

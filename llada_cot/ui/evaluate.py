@@ -212,7 +212,7 @@ def results_table(rows: list[dict]) -> pd.DataFrame:
             verdict = messages.text("verdict_correct" if row.get("correct") else "verdict_incorrect")
         records.append([number, verdict, row.get("prompt"), row.get("gold_answer"), row.get("model_answer"),
                         row.get("nfe")])
-    return pd.DataFrame(records, columns=TABLE_COLUMNS)
+    return pd.DataFrame(records, columns=messages.headers(TABLE_COLUMNS))
 
 
 def job_status_text(snapshot: dict) -> str:
@@ -356,7 +356,7 @@ def compare_two_runs(runtime: Runtime, name_a: str | None, name_b: str | None) -
                            only_a=comparison.n_only_a, only_b=comparison.n_only_b)]
     records = [[item["line"], item["prompt"], item["gold_answer"], item["model_answer_a"], item["correct_a"],
                 item["model_answer_b"], item["correct_b"]] for item in comparison.differing]
-    return "\n\n".join(lines), pd.DataFrame(records, columns=COMPARE_COLUMNS)
+    return "\n\n".join(lines), pd.DataFrame(records, columns=messages.headers(COMPARE_COLUMNS))
 
 
 # --- The tab ---------------------------------------------------------------------
@@ -506,9 +506,13 @@ def build_evaluate_tab(runtime: Runtime) -> None:
         choices = (gr.Dropdown(choices=names),) * 3
         # The dropdown starts at the default set on every load, so that is the set to describe.
         info = describe_test_data(load_test_data(None, default_dataset)) if default_dataset else ""
+        # Choices and headers built with the page are English, because no request is known then.
+        localized = (gr.Dropdown(choices=adapter_choices(runtime)),
+                     pd.DataFrame(columns=messages.headers(TABLE_COLUMNS)),
+                     pd.DataFrame(columns=messages.headers(COMPARE_COLUMNS)))
         if job is None:
-            return (None, gr.Timer(active=False), *choices, info)
-        return (job.id, gr.Timer(active=True), *choices, info)
+            return (None, gr.Timer(active=False), *choices, info, *localized)
+        return (job.id, gr.Timer(active=True), *choices, info, *localized)
 
     def on_open(name):
         output, rows = read_run(runtime, name)
@@ -548,8 +552,8 @@ def build_evaluate_tab(runtime: Runtime) -> None:
         api_name=False, concurrency_limit=None, show_progress="hidden",
     )
     stop_button.click(on_stop, inputs=[job_id], outputs=None, api_name="evaluate_stop", queue=False)
-    gr.on(triggers=None, fn=on_load, inputs=None, outputs=[job_id, timer, opened, run_a, run_b, data_info],
-          api_name=False)
+    gr.on(triggers=None, fn=on_load, inputs=None,
+          outputs=[job_id, timer, opened, run_a, run_b, data_info, adapter, table, compare_table], api_name=False)
     refresh_runs.click(lambda: _run_choices(runtime), inputs=None, outputs=[opened, run_a, run_b],
                        api_name=False, queue=False)
     open_button.click(on_open, inputs=[opened],

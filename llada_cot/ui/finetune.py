@@ -75,7 +75,7 @@ def validate_training_source(runtime: Runtime, upload: str | None, bundled: str 
     is None when the file is unusable. An upload is copied into the
     workspace, so the path outlives Gradio's upload cache.
     """
-    empty = pd.DataFrame(columns=PREVIEW_COLUMNS)
+    empty = pd.DataFrame(columns=messages.headers(PREVIEW_COLUMNS))
     path = _source_path(upload, bundled, datasets_dir)
     if path is None:
         return messages.text("no_training_file"), empty, None
@@ -96,7 +96,8 @@ def validate_training_source(runtime: Runtime, upload: str | None, bundled: str 
         stable = runtime.uploads_dir / f"train-{file_sha256(path)[:16]}.jsonl"
         shutil.copyfile(path, stable)
         path = stable
-    return "\n".join(report), pd.DataFrame(preview_rows(training_file), columns=PREVIEW_COLUMNS), str(path)
+    preview = pd.DataFrame(preview_rows(training_file), columns=messages.headers(PREVIEW_COLUMNS))
+    return "\n".join(report), preview, str(path)
 
 
 # --- Settings ---------------------------------------------------------------------------------
@@ -296,7 +297,8 @@ def poll(runtime: Runtime, last_key: tuple | None) -> tuple:
 # --- The tab ----------------------------------------------------------------------------------
 
 
-def build_finetune_tab(runtime: Runtime) -> None:
+def build_finetune_tab(runtime: Runtime) -> dict:
+    """Build the tab; return the components whose text depends on the reader's language, with their refreshers."""
     defaults = default_config(runtime.loaded)
     targets = linear_layer_names(runtime.loaded.model)
     bundled = bundled_training_files()
@@ -383,3 +385,8 @@ def build_finetune_tab(runtime: Runtime) -> None:
     stop_button.click(on_stop, inputs=None, outputs=None, api_name="finetune_stop", queue=False)
     timer.tick(lambda key: poll(runtime, key), inputs=[last_key], outputs=[status, plot, download, last_key],
                api_name="finetune_status", show_progress="hidden")
+    return {
+        parameters: lambda: parameter_summary(runtime, defaults.target_modules, defaults.lora_r),
+        status: lambda: poll(runtime, None)[0],
+        preview: lambda: pd.DataFrame(columns=messages.headers(PREVIEW_COLUMNS)),
+    }

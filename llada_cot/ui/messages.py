@@ -222,6 +222,21 @@ KOREAN_LABELS = {
 }
 
 
+# Korean column names of the page's tables; the English names are the data's.
+KOREAN_HEADERS = {
+    "result": "결과", "prompt": "문제", "gold answer": "정답", "model answer": "모델 답", "line": "줄",
+    "answer A": "A의 답", "correct A": "A 정답 여부", "answer B": "B의 답", "correct B": "B 정답 여부",
+    "n_rationales": "풀이 단계 수", "answer": "정답",
+}
+
+
+def headers(names: list[str]) -> list[str]:
+    """Return table column names in the current request's language."""
+    if request_language() != "ko":
+        return list(names)
+    return [KOREAN_HEADERS.get(name, name) for name in names]
+
+
 def text(key: str, **values) -> str:
     """Return message `key` in the current request's language with `values` filled in."""
     english, korean = MESSAGES[key]

@@ -156,7 +156,8 @@ def run_generation(runtime: Runtime, prompt: str, config: SamplerConfig, session
         runtime.finish_run(session, stop)
 
 
-def build_playground_tab(runtime: Runtime, examples: list[str]) -> None:
+def build_playground_tab(runtime: Runtime, examples: list[str]) -> dict:
+    """Build the tab; return the components whose text depends on the reader's language, with their refreshers."""
     defaults = runtime.default_sampler()
     with gr.Row():
         with gr.Column(scale=2):
@@ -217,3 +218,4 @@ def build_playground_tab(runtime: Runtime, examples: list[str]) -> None:
     refresh_adapters.click(lambda: gr.Dropdown(choices=adapter_choices(runtime)), outputs=[adapter],
                            api_name=False)
     replay.release(on_replay, inputs=[replay, trajectory_state], outputs=[live], api_name="replay")
+    return {adapter: lambda: gr.Dropdown(choices=adapter_choices(runtime))}
