@@ -18,7 +18,7 @@ from llada_cot.data import TRAINING_MODES, DataFileError, read_test_file, read_t
 from llada_cot.evaluation import evaluate_file, read_finished_rows, solve
 from llada_cot.adapters import load_with_adapter
 from llada_cot.loading import LoadedModel, ModelLoadError, default_reference, load_model
-from llada_cot.sampling import REMASKING_RULES, SamplerConfig
+from llada_cot.sampling import CACHE_MODES, REMASKING_RULES, SamplerConfig
 
 logger = logging.getLogger("llada_cot")
 
@@ -72,7 +72,9 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
                                help=SAMPLER_HELP.get(spec.name))
         else:
             kind = {"int": int, "float": float, "str": str}.get(type_name, str)
-            group.add_argument(flag, type=kind, default=None, help=SAMPLER_HELP.get(spec.name))
+            # Named choices are checked by argparse, before a model that may take minutes to load.
+            choices = {"remasking": REMASKING_RULES, "cache": CACHE_MODES}.get(spec.name)
+            group.add_argument(flag, type=kind, default=None, choices=choices, help=SAMPLER_HELP.get(spec.name))
 
 
 def sampler_config(args: argparse.Namespace, defaults: dict) -> SamplerConfig:
@@ -183,7 +185,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start a new run in --output, deleting its checkpoints; the old adapter stays until the new one is saved")
     group = parser.add_argument_group("fine-tuning settings")
     for name, (kind, help_text) in TRAIN_FLAGS.items():
-        group.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=help_text)
+        choices = TRAINING_MODES if name == "mode" else None
+        group.add_argument("--" + name.replace("_", "-"), type=kind, default=None, choices=choices, help=help_text)
     group.add_argument("--target-modules", default=None,
                        help="comma-separated layer names that get LoRA (default: q_proj,k_proj,v_proj,attn_out,"
                             "ff_proj,up_proj,ff_out, every linear layer of LLaDA)")

@@ -204,3 +204,13 @@ def test_cuda_device_without_gpu_is_reported():
     assert result.returncode == 2
     assert "--device cpu" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("flags", [["generate", "--prompt", "x", "--cache", "full"],
+                                   ["generate", "--prompt", "x", "--remasking", "greedy"],
+                                   ["train", "--data", "d.jsonl", "--output", "o", "--mode", "all"]])
+def test_unknown_choice_is_rejected_before_loading(flags):
+    result = run_cli(*flags, "--model", "no-such-model")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+    assert "neither a local folder" not in result.stderr
