@@ -109,20 +109,11 @@ def test_unknown_message_keeps_english():
 
 @pytest.fixture(scope="module")
 def server(bundled, tmp_path_factory):
-    import socket
-
-    from llada_cot.ui.app import build_app
-    from llada_cot.ui.i18n import I18N
     from llada_cot.ui.runtime import Runtime
+    from page_api import serve
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    demo = build_app(Runtime(loaded=bundled, workspace=tmp_path_factory.mktemp("workspace")))
-    demo.queue(default_concurrency_limit=1)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, i18n=I18N)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with serve(Runtime(loaded=bundled, workspace=tmp_path_factory.mktemp("workspace"))) as client:
+        yield client.src
 
 
 @pytest.mark.parametrize("language, expected", [("ko-KR,ko;q=0.9,en;q=0.8", "ko"), ("en-US,en;q=0.9", "en")])

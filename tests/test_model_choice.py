@@ -1,15 +1,12 @@
 """Which models a page may load: the allow list, its flags, and the page's model picker."""
 
-import socket
-
 import pytest
-from gradio_client import Client
 
 import app as app_module
 from llada_cot.loading import TINY_MODEL, TINY_MODEL_DIR
-from llada_cot.ui.app import build_app, example_prompts
-from llada_cot.ui.i18n import I18N
+from llada_cot.ui.app import example_prompts
 from llada_cot.ui.runtime import ModelNotAllowedError, Runtime
+from page_api import serve
 
 
 def test_loaded_model_needs_no_listing(random_loaded, tmp_path):
@@ -57,14 +54,8 @@ def test_allowed_models_from_flags_or_env(monkeypatch):
 @pytest.fixture(scope="module")
 def client(bundled, tmp_path_factory):
     runtime = Runtime(loaded=bundled, workspace=tmp_path_factory.mktemp("workspace"), allowed_models=(TINY_MODEL,))
-    demo = build_app(runtime)
-    demo.queue(default_concurrency_limit=1)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, i18n=I18N)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    demo.close()
+    with serve(runtime) as page:
+        yield page
 
 
 def generate_args(bundled, model):
