@@ -92,6 +92,7 @@ def library_messages() -> list[str]:
 def test_library_message_has_korean_form(message):
     korean = localize(message, "ko")
     assert UNTRANSLATED_LEAD not in korean, korean
+    assert korean.count('\\"') <= message.count('\\"'), "a template left an escaped quote in the text"
     for line in korean.splitlines():
         if line.strip():
             assert HANGUL.search(line), line

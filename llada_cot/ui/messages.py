@@ -392,7 +392,7 @@ _KOREAN_PHRASES: tuple[tuple[str, object], ...] = (
     (r"^missing\. Add (?P<what>\"[^\"]+\": (?:\"(?:[^\"\\]|\\.)*\"|\[[^\]]*\]|\{.*?\}))\.(?P<rest>.*)", _missing),
     (r"^missing on all (?P<count>\d+) lines, so this looks like a test file (?P<rest>.*)",
      r"모든 줄(\g<count>개)에 없어서 테스트 파일(prompt와 answer만 있음)로 보입니다. 학습에는 단계별 풀이가 "
-     r"필요하니 각 줄에 \"rationales\": [\"3 + 4 = 7\"]을(단계가 없으면 []) 추가하세요. 테스트 파일은 평가 탭이나 "
+     r'필요하니 각 줄에 "rationales": ["3 + 4 = 7"]을(단계가 없으면 []) 추가하세요. 테스트 파일은 평가 탭이나 '
      r"solve로 평가하세요."),
     (r"^missing\. Add the gold answer, for example (?P<example>.*)",
      r"항목이 없습니다. 정답을 추가하세요. 예: \g<example>"),
