@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share, i18n=I18N,
                     max_file_size=MAX_FILE_BYTES, css=PAGE_CSS, allowed_paths=served_folders(runtime))
     except OSError as error:
-        # Gradio's own message names launch() parameters, which a command-line user never sees.
+        # Gradio's own message names launch() parameters, which a command-line user does not pass.
         raise SystemExit(f"error: cannot listen on {args.host}:{args.port} ({error}); pass --port with a free "
                          "port, or stop the program that uses it.") from None
 

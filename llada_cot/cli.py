@@ -118,7 +118,7 @@ def run_solve(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 0:
         raise ValueError(f"--limit must be 0 (all items) or more, got {args.limit}.")
     if args.output.is_file() and args.output.stat().st_size and not (args.resume or args.overwrite):
-        raise ValueError(f"{args.output} already holds results; pass --resume to continue that run or "
+        raise ValueError(f"{args.output} already contains results; pass --resume to continue that run or "
                          "--overwrite to replace it.")
     test_file = read_test_file(args.data)
     logger.info("%s: %d items in %s format", args.data, len(test_file.items), test_file.format)

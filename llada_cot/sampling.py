@@ -172,8 +172,8 @@ class SamplerConfig:
                          f"step, so {self.num_blocks} steps run.")
         elif self.steps % self.num_blocks:
             extra = self.steps % self.num_blocks
-            which = "the first block gets" if extra == 1 else f"the first {extra} blocks get"
-            notes.append(f"steps {self.steps} is not a multiple of the {self.num_blocks} blocks; {which} one "
+            receivers = "the first block gets" if extra == 1 else f"the first {extra} blocks get"
+            notes.append(f"steps {self.steps} is not a multiple of the {self.num_blocks} blocks; {receivers} one "
                          "extra step.")
         tokens_per_step = self.block_length / min(self.steps_per_block())
         if tokens_per_step > MAX_RECOMMENDED_TOKENS_PER_STEP:

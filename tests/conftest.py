@@ -43,3 +43,12 @@ def random_loaded(tokenizer) -> LoadedModel:
 @pytest.fixture(scope="session")
 def bundled() -> LoadedModel:
     return load_model("tiny", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def model_folder(tmp_path_factory, tokenizer):
+    """Return a folder with a random tiny LLaDA and the bundled tokenizer, loadable by reference."""
+    folder = tmp_path_factory.mktemp("random-llada")
+    random_model(tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

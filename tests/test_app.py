@@ -1,19 +1,12 @@
 """The page served on a loopback port and called as an API client would."""
 
-import socket
-
 import pytest
 from gradio_client import Client
 
 from llada_cot.ui.app import build_app, example_prompts
 from llada_cot.ui.i18n import I18N
 from llada_cot.ui.runtime import Runtime
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from page_api import free_port
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """Malformed uploads and sampler settings sent to the page's API.
 
-Each bad input must come back as a clear message (the line and the problem,
-or the setting and the value), never as a Python traceback, and the server
-must return the same output for the next `generate` call as before.
+Each bad input must come back as a clear message: the line and the problem,
+or the setting and the value. It must never come back as a Python traceback.
+Afterwards the server must return the same output for a `generate` call as
+before.
 """
 
 from __future__ import annotations

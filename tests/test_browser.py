@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -22,18 +21,13 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 from llada_cot.ui.app import PAGE_CSS, build_app  # noqa: E402
 from llada_cot.ui.i18n import ENGLISH, I18N, KOREAN  # noqa: E402
 from llada_cot.ui.runtime import Runtime  # noqa: E402
+from page_api import free_port  # noqa: E402
 
 SCREENSHOT_DIR = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 # Flags that keep headless Chromium off the network and quiet as root.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TABS = ("playground", "compare", "finetune", "evaluate")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

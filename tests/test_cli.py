@@ -15,16 +15,6 @@ def run_cli(*args, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory, tokenizer):
-    from conftest import random_model
-
-    folder = tmp_path_factory.mktemp("random-llada")
-    random_model(tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def test_generate_json_has_documented_fields(model_folder):
     result = run_cli("generate", "--prompt", "What is 3 + 4?", "--model", str(model_folder),
                      "--gen-length", "24", "--steps", "12", "--block-length", "8", "--json")
@@ -194,7 +184,8 @@ def test_solve_keeps_existing_results_without_flag(tmp_path):
     output.write_text('{"line": 1}\n')
     result = run_cli("solve", "--data", "datasets/test.jsonl", "--output", str(output), "--limit", "1")
     assert result.returncode == 2
-    assert "--resume" in result.stderr and "--overwrite" in result.stderr
+    assert "--resume" in result.stderr
+    assert "--overwrite" in result.stderr
     assert output.read_text() == '{"line": 1}\n'
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import random_model
 from llada_cot import cli
 from llada_cot.data import read_test_file
 from llada_cot.evaluation import (CSV_FIELDS, compare_runs, evaluate_file, own_steps, read_finished_rows,
@@ -27,14 +26,6 @@ SMALL = SamplerConfig(gen_length=16, steps=16, block_length=8)
 @pytest.fixture(scope="module")
 def seed_file():
     return read_test_file(ROOT / "datasets" / "test.jsonl")
-
-
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory, tokenizer):
-    folder = tmp_path_factory.mktemp("random-llada")
-    random_model(tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def write_lines(path: Path, records: list[dict]) -> Path:

@@ -32,7 +32,8 @@ def test_unlisted_model_rejected_before_loading(random_loaded, tmp_path, monkeyp
 def test_allowed_model_loads_once(random_loaded, tmp_path):
     runtime = Runtime(loaded=random_loaded, workspace=tmp_path, allowed_models=(TINY_MODEL,))
     first = runtime.base_model(TINY_MODEL)
-    assert first is not random_loaded and first.reference == TINY_MODEL
+    assert first is not random_loaded
+    assert first.reference == TINY_MODEL
     assert runtime.base_model(TINY_MODEL) is first
 
 

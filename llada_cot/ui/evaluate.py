@@ -496,7 +496,7 @@ def build_evaluate_tab(runtime: Runtime) -> None:
         return {"status": snapshot["status"], "description": snapshot["description"], "done": snapshot["done"],
                 "total": snapshot["total"], "error": snapshot["error"], "summary": summarize(rows) if rows else None}
 
-    # The page follows a run through its load event and timer, which carry page state; API clients poll this.
+    # The page follows a run through its load event and timer, which carry page state, so API clients poll this.
     gr.api(evaluate_status, api_name="evaluate_status")
 
     def on_load():

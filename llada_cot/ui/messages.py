@@ -8,8 +8,8 @@ Accept-Language header of the request being served, which is the browser
 language that Gradio's own translation starts from.
 
 Messages raised by the library (`SamplerConfig.validate`, the data-file
-checks, `FineTuneConfig.validate`) stay English, since the CLI and the logs
-use them too; `localize` translates the ones a page can show.
+checks, `FineTuneConfig.validate`) stay English, because the CLI and the logs
+use them too. `localize` translates the ones a page can show.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ DEFAULT_LANGUAGE = "en"
 def request_language(request: gr.Request | None = None) -> str:
     """Return the first supported language of the request's Accept-Language header, else English.
 
-    Without `request`, the request of the event being handled is used; outside
-    an event (the CLI, tests calling functions directly) the answer is English.
+    Without `request`, the request of the event being handled is used. Outside
+    an event (the CLI, tests calling functions directly) the result is English.
     """
     if request is None:
         # Gradio keeps the request of the running event in a context variable, so
@@ -51,7 +51,7 @@ def request_language(request: gr.Request | None = None) -> str:
     return DEFAULT_LANGUAGE
 
 
-# Each key maps to its English and Korean text; `{name}` fields are filled by `text`.
+# Each key maps to its English and Korean text. `text` fills in the `{name}` fields.
 MESSAGES: dict[str, tuple[str, str]] = {
     # Playground and Compare
     "prompt_empty": ("The prompt is empty; type a problem or pick an example.",
@@ -462,7 +462,7 @@ def localize(message: str, language: str | None = None) -> str:
     """Return a library message in the request's language, line by line.
 
     English passes through unchanged. A Korean reader gets the Korean form of
-    every known message; an unknown one keeps its English text after a Korean
+    every known message. An unknown one keeps its English text after a Korean
     lead sentence, so the reader still learns which value to fix.
     """
     language = language or request_language()

@@ -56,7 +56,7 @@ def stats_markdown(solution: Solution, notes: list[str], stopped: bool) -> str:
 
 def model_dropdown(runtime: Runtime, **kwargs) -> gr.Dropdown:
     """Return the model picker: the allowed references; a typed one is checked by `resolve_model`."""
-    # Typing stays possible so that the server, not Gradio, answers an unlisted reference, in the reader's language.
+    # Typing stays possible so that the server, not Gradio, rejects an unlisted reference, in the reader's language.
     return gr.Dropdown(choices=runtime.model_choices(), value=runtime.loaded.reference, allow_custom_value=True,
                        label=I18N("model"), info=I18N("model_info"), **kwargs)
 
