@@ -87,10 +87,14 @@ class SFTCollator:
     ``response_length`` (each row's noisable positions, padding included).
     """
 
-    def __init__(self, ids: SpecialIds, eps: float = 1e-3, generator: torch.Generator | None = None):
+    def __init__(self, ids: SpecialIds, eps: float = 1e-3, generator: torch.Generator | None = None,
+                 stratified: bool = False):
         self.ids = ids
         self.eps = eps
         self.generator = generator
+        # Stratified t draws the B rows' ratios from the B equal slices of (0, 1), one each, in shuffled order.
+        # Each row's t stays U(0, 1), so the expected loss is unchanged, but the batch's 1/p weights vary less.
+        self.stratified = stratified
 
     def __call__(self, items: list[TrainingItem | dict]) -> dict[str, torch.Tensor]:
         items = [item if isinstance(item, TrainingItem) else TrainingItem(**item) for item in items]
@@ -105,6 +109,8 @@ class SFTCollator:
         response = positions >= n_clean[:, None]  # (B, L)
         # 2. One masking ratio per row: p = (1 - eps) t + eps with t ~ U(0, 1).
         t = torch.rand(len(items), generator=self.generator)
+        if self.stratified:
+            t = (torch.randperm(len(items), generator=self.generator) + t) / len(items)
         p_mask = (1 - self.eps) * t + self.eps  # (B,)
         # 3. Mask each response position independently with probability p.
         draws = torch.rand(len(items), length, generator=self.generator)

@@ -69,10 +69,13 @@ def main() -> None:
     parser.add_argument("--n-layers", type=int, default=6)
     parser.add_argument("--n-heads", type=int, default=4)
     parser.add_argument("--mlp-hidden-size", type=int, default=512)
-    parser.add_argument("--max-steps", type=int, default=7000)
+    parser.add_argument("--max-steps", type=int, default=8000)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=1.5e-3)
-    parser.add_argument("--warmup-steps", type=int, default=300)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=int, default=200)
+    parser.add_argument("--weight-decay", type=float, default=0.1)
+    parser.add_argument("--stratified-t", action=argparse.BooleanOptionalAction, default=True,
+                        help="draw each batch's masking ratios from equal slices of (0, 1) for a lower-variance loss")
     parser.add_argument("--pad-response-to", type=int, default=48,
                         help="response tokens per sequence (EOS padding included); match the default gen_length")
     parser.add_argument("--block-length", type=int, default=16,
@@ -110,14 +113,14 @@ def main() -> None:
     training_args = TrainingArguments(
         output_dir=str(args.checkpoint_dir), max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate,
-        lr_scheduler_type="cosine", warmup_steps=args.warmup_steps, weight_decay=0.01,
+        lr_scheduler_type="cosine", warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
         max_grad_norm=1.0, logging_steps=100, save_steps=1000, save_total_limit=2,
         report_to=[], remove_unused_columns=False, use_cpu=True, dataloader_pin_memory=False,
         seed=args.seed,
     )
     callbacks = [StopAfter(args.stop_after)] if args.stop_after else []
     trainer = LLaDASFTTrainer(model=model, args=training_args, train_dataset=stream,
-                              data_collator=SFTCollator(ids), callbacks=callbacks)
+                              data_collator=SFTCollator(ids, stratified=args.stratified_t), callbacks=callbacks)
     start = time.perf_counter()
     trainer.train()
     elapsed = time.perf_counter() - start

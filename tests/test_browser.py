@@ -20,6 +20,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 
 from llada_cot.ui.app import PAGE_CSS, build_app  # noqa: E402
 from llada_cot.ui.i18n import ENGLISH, I18N, KOREAN  # noqa: E402
+from llada_cot.ui.messages import MESSAGES  # noqa: E402
 from llada_cot.ui.runtime import Runtime  # noqa: E402
 from page_api import free_port  # noqa: E402
 
@@ -81,6 +82,18 @@ def test_generation_shows_boxed_answer(browser, page_url):
         "label => [...document.querySelectorAll('textarea')].some(t => t.value.includes('\\\\boxed{'))",
         arg=ENGLISH["final_text"], timeout=60000)
     save_tab_screenshots(page, ENGLISH, "en")
+    page.close()
+
+
+def test_rejected_request_clears_the_last_result(browser, page_url):
+    page = open_page(browser, page_url, "en-US")
+    page.get_by_role("button", name=ENGLISH["generate"]).click()
+    has_boxed = "() => [...document.querySelectorAll('textarea')].some(t => t.value.includes('\\\\boxed{'))"
+    page.wait_for_function(has_boxed, timeout=60000)
+    page.get_by_label(ENGLISH["prompt"]).fill("   ")
+    page.get_by_role("button", name=ENGLISH["generate"]).click()
+    page.get_by_text(MESSAGES["prompt_empty"][0]).first.wait_for(timeout=30000)
+    page.wait_for_function(f"() => !({has_boxed})()", timeout=30000)
     page.close()
 
 

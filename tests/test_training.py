@@ -141,6 +141,22 @@ def test_mask_ratio_lies_in_eps_to_one(ids):
     assert (batch["p_mask"] <= 1.0).all()
 
 
+def test_stratified_ratios_fill_each_slice(ids):
+    items = [TrainingItem(input_ids=list(range(10, 40)), n_clean=5)] * 8
+    eps = 1e-3
+    collator = SFTCollator(ids, eps=eps, generator=torch.Generator().manual_seed(3), stratified=True)
+    draws = []
+    for _ in range(400):
+        t = (collator(items)["p_mask"] - eps) / (1 - eps)
+        # One ratio per slice [i/8, (i+1)/8), in shuffled order.
+        assert torch.equal((t.sort().values * len(items)).floor().long(), torch.arange(len(items)))
+        draws.append(t)
+    rows = torch.stack(draws)  # (400, 8)
+    # Each row position is still uniform on (0, 1): its mean is 1/2 and it is not tied to one slice.
+    assert rows.mean(dim=0).sub(0.5).abs().max() < 0.06
+    assert (rows.max(dim=0).values - rows.min(dim=0).values).min() > 0.8
+
+
 # --- LoRA set-up --------------------------------------------------------------------------------
 
 

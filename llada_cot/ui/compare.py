@@ -85,8 +85,12 @@ def build_compare_tab(runtime: Runtime, examples: list[str]) -> dict:
         if len(finished) == 2:
             yield (*([gr.skip()] * 6), comparison_markdown(*finished))
 
-    compare_button.click(on_gpu(on_compare), inputs=[prompt, adapter, *controls[0], *controls[1], model],
-                         outputs=[*views, *texts, *stats, summary], api_name="compare", concurrency_id="compute")
+    # Clear both sides first, so that a rejected request never leaves an old result beside the error.
+    outputs = [*views, *texts, *stats, summary]
+    compare_button.click(lambda: (None, None, "", "", "", "", ""), outputs=outputs, api_name=False,
+                         queue=False).then(
+        on_gpu(on_compare), inputs=[prompt, adapter, *controls[0], *controls[1], model], outputs=outputs,
+        api_name="compare", concurrency_id="compute")
 
     def on_stop(request: gr.Request):
         runtime.request_stop(request.session_hash or "api")

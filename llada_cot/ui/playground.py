@@ -156,6 +156,11 @@ def run_generation(runtime: Runtime, prompt: str, config: SamplerConfig, session
         runtime.finish_run(session, stop)
 
 
+def cleared_outputs() -> tuple:
+    """Return empty values for the seven Playground outputs."""
+    return None, "", "", "", None, gr.Slider(minimum=-1, maximum=0, value=0, interactive=False), None
+
+
 def build_playground_tab(runtime: Runtime, examples: list[str]) -> dict:
     """Build the tab; return the components whose text depends on the reader's language, with their refreshers."""
     defaults = runtime.default_sampler()
@@ -208,7 +213,11 @@ def build_playground_tab(runtime: Runtime, examples: list[str]) -> dict:
         new = next((set(event["positions"]) for event in state["steps"] if event["step"] == int(step)), set())
         return renderer.frame(tokens, new)
 
+    # Clear the last result first, so that a rejected request never leaves it beside the error.
     generate_button.click(
+        cleared_outputs, outputs=[live, final_text, answer, stats, plot, replay, trajectory_state],
+        api_name=False, queue=False,
+    ).then(
         on_gpu(on_generate),
         inputs=[prompt, *sampler, adapter, model],
         outputs=[live, final_text, answer, stats, plot, replay, trajectory_state],
