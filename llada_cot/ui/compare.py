@@ -87,8 +87,8 @@ def build_compare_tab(runtime: Runtime, examples: list[str]) -> dict:
 
     # Clear both sides first, so that a rejected request never leaves an old result beside the error.
     outputs = [*views, *texts, *stats, summary]
-    compare_button.click(lambda: (None, None, "", "", "", "", ""), outputs=outputs, api_name=False,
-                         queue=False).then(
+    cleared = (None, None, "", "", "", "", "")  # two views, two texts, two stats, the summary
+    compare_button.click(lambda: cleared, outputs=outputs, api_name=False, queue=False).then(
         on_gpu(on_compare), inputs=[prompt, adapter, *controls[0], *controls[1], model], outputs=outputs,
         api_name="compare", concurrency_id="compute")
 
