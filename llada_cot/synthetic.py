@@ -3,12 +3,13 @@
 Each problem follows one quantity through one to three operations (+, -, ×).
 Every operation is one rationale line such as ``12 + 5 = 17`` and the response
 ends with ``\\boxed{17}``. Numbers stay small (every intermediate value lies in
-``[0, max_value]``) so that a model of a few million parameters can learn both
-the reading and the arithmetic on a laptop CPU.
+``[0, max_value]``), which keeps the number of distinct arithmetic facts that a
+model of a few million parameters has to learn small.
 
 `sharing_problem` makes a problem type that is absent from the bundled model's
 pre-training: equal sharing (division, ``12 ÷ 3 = 4``), alone or after one
 known + or - step. The fine-tuning demonstration teaches it with a LoRA adapter.
+`people_problem` makes another: several people, and a question about one of them.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class ProblemConfig:
     max_factor: int = 5  # largest factor of ×
     max_value: int = 100  # largest value any step may produce
     direct_fraction: float = 0.15  # share of bare "What is a + b?" problems
+    # Largest first number of the bare problems; None keeps it at max_operand. Raising it to max_value
+    # drills the sums and products of two-digit values that later steps of word problems reach.
+    max_direct_first: int | None = None
 
 
 def _apply(op: str, x: int, b: int) -> int:
@@ -107,7 +111,7 @@ def _word_problem(rng: random.Random, config: ProblemConfig) -> dict:
 
 
 def _direct_problem(rng: random.Random, config: ProblemConfig) -> dict:
-    a = rng.randint(2, config.max_operand)
+    a = rng.randint(2, config.max_direct_first or config.max_operand)
     op, b = _pick_operation(rng, a, config)
     y = _apply(op, a, b)
     return {
@@ -182,6 +186,12 @@ class SharingConfig:
     direct_fraction: float = 0.2  # share of bare "What is 12 ÷ 3?" problems
 
 
+# The fine-tuning demonstration's ranges: one division with a divisor of 2 to 5 and a quotient of 2 to 9,
+# 32 division facts in all. The bundled model computes + and - too poorly for a step before the sharing,
+# so the demonstration teaches the division alone.
+DEMO_SHARING = SharingConfig(max_quotient=9, two_step_fraction=0.0)
+
+
 def sharing_problem(rng: random.Random, config: SharingConfig = SharingConfig()) -> dict:
     """Return one sharing record: ``{"prompt", "rationales", "answer"}``.
 
@@ -217,3 +227,33 @@ def sharing_problem(rng: random.Random, config: SharingConfig = SharingConfig())
     sentences += [share.format(P=pronoun.capitalize(), d=divisor), question.format(item=item)]
     rationales.append(division)
     return {"prompt": " ".join(sentences), "rationales": rationales, "answer": answer}
+
+
+# --- Several-people problems --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeopleConfig:
+    """Ranges of the several-people problems."""
+
+    min_people: int = 3
+    max_people: int = 4
+    max_count: int = 9  # largest count a person has (one digit, the range the bundled model copies)
+
+
+def people_problem(rng: random.Random, config: PeopleConfig = PeopleConfig()) -> dict:
+    """Return one record in which several people each have some items and the question asks about one.
+
+    The answer is a number read off the prompt, with no arithmetic, so the
+    skill is finding the sentence that the question points to. The bundled
+    model was pre-trained on problems about one person only.
+    """
+    n_people = rng.randint(config.min_people, config.max_people)
+    people = rng.sample(PEOPLE, n_people)
+    facts = [(name, rng.randint(2, config.max_count), rng.choice(ITEMS)) for name, _ in people]
+    asked_name, count, item = rng.choice(facts)
+    sentences = [f"{name} has {n} {things}." for name, n, things in facts]
+    sentences.append(f"How many {item} does {asked_name} have?")
+    return {"prompt": " ".join(sentences), "rationales": [f"{asked_name} has {count} {item}."],
+            "answer": f"\\boxed{{{count}}}"}
+

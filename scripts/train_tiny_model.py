@@ -82,11 +82,16 @@ def main() -> None:
                         help="block length of the sampler settings saved with the model")
     parser.add_argument("--max-operand", type=int, default=ProblemConfig.max_operand,
                         help="largest + and - operand of the training problems")
+    parser.add_argument("--direct-fraction", type=float, default=ProblemConfig.direct_fraction,
+                        help='share of bare "What is a + b?" problems in the training stream')
+    parser.add_argument("--max-direct-first", type=int, default=None,
+                        help="largest first number of the bare problems (default: --max-operand)")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="start from this checkpoint's weights instead of a random initialisation")
     parser.add_argument("--stop-after", type=int, default=None,
                         help="stop after this many steps while keeping the --max-steps learning-rate schedule")
     parser.add_argument("--seed", type=int, default=1234, help="seed of the problem stream (the train split's seed)")
+    parser.add_argument("--save-steps", type=int, default=1000, help="steps between checkpoints")
     parser.add_argument("--checkpoint-dir", type=Path, default=Path("runs/tiny-pretrain"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -105,7 +110,8 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("training a %.2fM-parameter model", n_params / 1e6)
 
-    problems = ProblemConfig(max_operand=args.max_operand)
+    problems = ProblemConfig(max_operand=args.max_operand, direct_fraction=args.direct_fraction,
+                             max_direct_first=args.max_direct_first)
     # Never train on a test prompt: neither the test file's nor the test split drawn for these problems.
     test_prompts = {json.loads(line)["prompt"] for line in args.test_file.read_text().splitlines() if line}
     test_prompts |= {record["prompt"] for record in make_splits(0, 500, args.seed, problems)[1]}
@@ -114,7 +120,7 @@ def main() -> None:
         output_dir=str(args.checkpoint_dir), max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate,
         lr_scheduler_type="cosine", warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
-        max_grad_norm=1.0, logging_steps=100, save_steps=1000, save_total_limit=2,
+        max_grad_norm=1.0, logging_steps=100, save_steps=args.save_steps, save_total_limit=2,
         report_to=[], remove_unused_columns=False, use_cpu=True, dataloader_pin_memory=False,
         seed=args.seed,
     )

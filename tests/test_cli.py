@@ -75,7 +75,10 @@ def test_solve_interrupt_reports_saved_items(tmp_path, model_folder):
     command = [sys.executable, "-m", "llada_cot", "--log-level", "WARNING", "solve", "--data", "datasets/test.jsonl",
                "--output", str(output), "--batch-size", "1", "--model", str(model_folder),
                "--gen-length", "64", "--steps", "64", "--block-length", "64"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell starts background jobs with SIGINT ignored, and a child keeps that unless it is reset,
+    # so the child gets the default disposition whatever the caller's is.
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:

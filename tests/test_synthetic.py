@@ -39,3 +39,27 @@ def test_problem_numbers_appear_in_prompt():
         record = generate_problem(rng)
         first = RATIONALE.match(record["rationales"][0]).group(1)
         assert first in record["prompt"]
+
+
+def test_direct_first_number_range():
+    rng = random.Random(4)
+    config = ProblemConfig(direct_fraction=1.0, max_direct_first=100)
+    firsts = []
+    for _ in range(2000):
+        record = generate_problem(rng, config)
+        first = int(record["prompt"].split()[2])
+        firsts.append(first)
+        a, op, b, _, result = record["rationales"][0].split()
+        assert int(a) == first
+        assert 0 <= int(result) <= config.max_value
+    assert max(firsts) > config.max_operand  # two-digit first numbers appear
+    assert min(firsts) >= 2
+    assert max(firsts) <= 100
+
+
+def test_direct_first_number_default():
+    rng = random.Random(5)
+    config = ProblemConfig(direct_fraction=1.0)
+    for _ in range(500):
+        first = int(generate_problem(rng, config)["prompt"].split()[2])
+        assert 2 <= first <= config.max_operand
