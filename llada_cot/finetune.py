@@ -69,7 +69,7 @@ def default_config(loaded: LoadedModel) -> FineTuneConfig:
     n_parameters = sum(parameter.numel() for parameter in loaded.model.parameters())
     pad_response_to = int(loaded.sampler_defaults.get("gen_length", 0))
     if n_parameters < SMALL_MODEL_PARAMETERS:
-        return FineTuneConfig(lora_r=16, lora_alpha=32, lora_dropout=0.0, learning_rate=2e-3, max_steps=500,
+        return FineTuneConfig(lora_r=16, lora_alpha=32, lora_dropout=0.0, learning_rate=2e-3, max_steps=1000,
                               batch_size=32, warmup_ratio=0.05, save_steps=100, logging_steps=5,
                               pad_response_to=pad_response_to).validate()
     on_gpu = loaded.device.type == "cuda"

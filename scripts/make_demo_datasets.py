@@ -1,12 +1,14 @@
-"""Write the fine-tuning demonstration splits: sharing (division) problems.
+"""Write the fine-tuning demonstration splits.
 
     python -m scripts.make_demo_datasets --output datasets
+    python -m scripts.make_demo_datasets --kind people --output workspace/people
 
-The bundled tiny model is pre-trained on +, - and × problems only, so it cannot
-solve these. demo_train.jsonl has the training format (prompt, rationales,
-boxed answer) and demo_test.jsonl the test format (prompt, plain answer); no
-prompt is in both. docs/benchmarks.md records the accuracy before and after
-fine-tuning on them.
+The bundled tiny model is pre-trained on +, - and × problems about one person,
+so it cannot solve these. The default kind, sharing problems, needs division.
+Several-people problems ask about one of three or four people. demo_train.jsonl
+has the training format (prompt, rationales, boxed answer) and demo_test.jsonl
+the test format (prompt, plain answer), and no prompt is in both.
+docs/benchmarks.md records the accuracy before and after fine-tuning on each kind.
 """
 
 from __future__ import annotations
@@ -15,10 +17,16 @@ import argparse
 import logging
 from pathlib import Path
 
-from llada_cot.synthetic import SharingConfig, make_splits, sharing_problem
+from llada_cot.synthetic import DEMO_SHARING, PeopleConfig, make_splits, people_problem, sharing_problem
 from scripts.make_datasets import write_jsonl
 
 logger = logging.getLogger(__name__)
+
+# Problem kinds: (generator, its configuration).
+KINDS = {
+    "people": (people_problem, PeopleConfig()),
+    "sharing": (sharing_problem, DEMO_SHARING),
+}
 
 
 def main() -> None:
@@ -28,10 +36,13 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=2000, help="number of training records")
     parser.add_argument("--test", type=int, default=100, help="number of test records")
     parser.add_argument("--seed", type=int, default=4321)
+    parser.add_argument("--kind", choices=sorted(KINDS), default="sharing",
+                        help="problem kind: sharing (division) or several-people questions")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
-    train, test = make_splits(args.train, args.test, args.seed, SharingConfig(), generate=sharing_problem)
+    generate, config = KINDS[args.kind]
+    train, test = make_splits(args.train, args.test, args.seed, config, generate=generate)
     args.output.mkdir(parents=True, exist_ok=True)
     write_jsonl(args.output / "demo_train.jsonl", train)
     # The answer field of a test line is the bare value inside \boxed{}.

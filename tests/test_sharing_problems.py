@@ -3,7 +3,7 @@ import random
 import re
 from pathlib import Path
 
-from llada_cot.synthetic import DIVISION_SYMBOL, SharingConfig, make_splits, sharing_problem
+from llada_cot.synthetic import DEMO_SHARING, DIVISION_SYMBOL, SharingConfig, make_splits, sharing_problem
 
 DATASETS = Path(__file__).resolve().parents[1] / "datasets"
 STEP = re.compile(r"^(\d+) ([+\-÷]) (\d+) = (\d+)$")
@@ -56,10 +56,22 @@ def test_sharing_mix_has_every_kind():
     assert 300 < two_step < 500
 
 
+def test_demo_sharing_ranges():
+    rng = random.Random(3)
+    for _ in range(1000):
+        record = sharing_problem(rng, DEMO_SHARING)
+        check_rationales(record, DEMO_SHARING)
+        assert len(record["rationales"]) == 1
+        quotient = int(record["rationales"][0].split(" = ")[1])
+        assert 2 <= quotient <= DEMO_SHARING.max_quotient
+
+
 def test_demo_files_match_generator():
-    train, test = make_splits(2000, 100, 4321, SharingConfig(), generate=sharing_problem)
+    train, test = make_splits(2000, 100, 4321, DEMO_SHARING, generate=sharing_problem)
     lines = (DATASETS / "demo_train.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == train
     test_lines = (DATASETS / "demo_test.jsonl").read_text(encoding="utf-8").splitlines()
-    assert [json.loads(line)["prompt"] for line in test_lines] == [record["prompt"] for record in test]
+    test_records = [json.loads(line) for line in test_lines]
+    assert [record["prompt"] for record in test_records] == [record["prompt"] for record in test]
+    assert [record["answer"] for record in test_records] == [record["answer"][len("\\boxed{"):-1] for record in test]
     assert not {record["prompt"] for record in train} & {record["prompt"] for record in test}
