@@ -177,6 +177,14 @@ _TEST_FORMAT_SPECS = (
 )
 
 
+def describe_test_format(name: str) -> str:
+    """Return a test format's name with the two keys it reads, such as 'seed ("prompt" and "answer")'."""
+    for spec in _TEST_FORMAT_SPECS:
+        if spec.name == name:
+            return spec.describe()
+    raise ValueError(f"Unknown test format {name!r}; use one of {', '.join(TEST_FORMATS)}.")
+
+
 class _ErrorCollector:
     """Collector that counts every error but keeps only the first `MAX_REPORTED_ERRORS`.
 

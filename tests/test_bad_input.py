@@ -206,7 +206,7 @@ def test_bom_and_crlf_upload_is_accepted(client, runtime, reference, tmp_path):
     description = client.predict(*arguments(client, "/evaluate_data", eval_upload=test_data, eval_dataset=None),
                                  api_name="/evaluate_data")
     assert "2 items" in description
-    assert "**seed**" in description
+    assert "detected format: seed" in description
     assert_still_serving(client, reference)
 
 

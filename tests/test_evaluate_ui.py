@@ -62,7 +62,7 @@ def test_bundled_set_shows_format_and_count(seed_data):
     text = evaluate.describe_test_data(seed_data)
     assert "test.jsonl" in text
     assert f"{len(seed_data.test_file.items)} items" in text
-    assert "format **seed**" in text
+    assert 'format: seed ("prompt" and "answer")' in text
 
 
 @pytest.mark.parametrize("records,expected_format", [
@@ -74,7 +74,7 @@ def test_upload_format_is_detected(tmp_path, records, expected_format):
     data = evaluate.load_test_data(str(upload), "test.jsonl")  # the upload wins over the bundled set
     text = evaluate.describe_test_data(data)
     assert data.test_file.format == expected_format
-    assert f"**{expected_format}**" in text
+    assert f"format: {expected_format} (" in text
     assert f"{len(records)} items" in text
 
 

@@ -1,4 +1,5 @@
-from llada_cot.ui.render import END, KEPT, MASK, MASK_GLYPH, NEW, TokenRenderer, commit_plot
+from llada_cot.ui.render import (CONTINUATION_GLYPH, END, KEPT, MASK, MASK_GLYPH, NEW, REPLACEMENT_CHARACTER,
+                                 TokenRenderer, commit_plot)
 
 
 def encode(tokenizer, text):
@@ -43,3 +44,30 @@ def test_commit_plot_has_one_point_per_position(tokenizer, random_loaded):
     figure = commit_plot(steps, [6, 5, 7], renderer)
     assert list(figure.data[0].x) == [1, 0, 2]
     assert list(figure.data[0].y) == [0, 0, 1]
+
+
+def test_split_character_shows_whole(tokenizer, random_loaded):
+    renderer = TokenRenderer(tokenizer, random_loaded.ids)
+    tokens = encode(tokenizer, "8 ÷ 2 사과")
+    frame = renderer.frame(tokens)
+    texts = [text for text, _ in frame]
+    assert len(frame) == len(tokens)
+    assert REPLACEMENT_CHARACTER not in "".join(texts)
+    assert "÷" in texts
+    assert "사" in texts
+    assert "과" in texts
+    # "÷" takes two byte tokens and each syllable three, so five later positions show the mark.
+    assert texts == ["8", "␣", "÷", CONTINUATION_GLYPH, "␣", "2", "␣",
+                     "사", CONTINUATION_GLYPH, CONTINUATION_GLYPH, "과", CONTINUATION_GLYPH, CONTINUATION_GLYPH]
+
+
+def test_split_character_partly_masked(tokenizer, random_loaded):
+    ids = random_loaded.ids
+    renderer = TokenRenderer(tokenizer, ids)
+    tokens = encode(tokenizer, "÷")
+    assert len(tokens) > 1  # the bundled byte-level tokenizer splits it
+    partial = tokens[:1] + [ids.mask] * (len(tokens) - 1)
+    frame = renderer.frame(partial)
+    # Until the rest is committed, the first byte cannot form a character and stays as decoded.
+    assert frame[0][0] == REPLACEMENT_CHARACTER
+    assert [label for _, label in frame[1:]] == [MASK] * (len(tokens) - 1)

@@ -18,7 +18,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from llada_cot.data import DataFileError, TestFile, read_test_file
+from llada_cot.data import DataFileError, TestFile, describe_test_format, read_test_file
 from llada_cot.evaluation import (compare_runs, evaluate_file, read_finished_rows, read_summary, summarize,
                                   write_csv)
 from llada_cot.jobs import FAILED, STOPPED, Job, JobBusyError
@@ -27,7 +27,7 @@ from llada_cot.trajectory import replay_tokens
 from llada_cot.ui import messages
 from llada_cot.ui.i18n import I18N
 from llada_cot.ui.playground import adapter_choices, model_dropdown
-from llada_cot.ui.render import COLOR_MAP, TokenRenderer
+from llada_cot.ui.render import COLOR_MAP, TokenRenderer, escape_markdown
 from llada_cot.ui.runtime import ModelNotAllowedError, Runtime
 from llada_cot.ui.sampler_controls import build_sampler_controls, read_sampler
 
@@ -100,9 +100,10 @@ def as_toast_text(text: str) -> str:
 def describe_test_data(data: TestData) -> str:
     """Return Markdown naming the file, its detected format and its item count, with any warnings."""
     n_items = len(data.test_file.items)
-    lines = [messages.text("test_description", name=data.name, count=n_items,
-                           noun=messages.text("item" if n_items == 1 else "items"), format=data.test_file.format)]
-    lines += [f"- {messages.localize(warning)}" for warning in data.test_file.warnings]
+    lines = [messages.text("test_description", name=escape_markdown(data.name), count=n_items,
+                           noun=messages.text("item" if n_items == 1 else "items"),
+                           format=describe_test_format(data.test_file.format))]
+    lines += [f"- {escape_markdown(messages.localize(warning))}" for warning in data.test_file.warnings]
     return "\n".join(lines)
 
 

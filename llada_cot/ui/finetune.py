@@ -26,6 +26,7 @@ from llada_cot.loading import load_model
 from llada_cot.training import FineTuneConfig, linear_layer_names, lora_parameter_count
 from llada_cot.ui import messages
 from llada_cot.ui.i18n import I18N
+from llada_cot.ui.render import escape_markdown
 from llada_cot.ui.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def _source_path(upload: str | None, bundled: str | None, datasets_dir: Path) ->
 def _error_report(error: DataFileError) -> str:
     noun = messages.text("error_noun" if error.error_count == 1 else "errors_noun")
     lines = [messages.text("file_unusable", count=error.error_count, noun=noun), ""]
-    lines += [f"- {messages.localize(str(item))}" for item in error.errors]
+    lines += [f"- {escape_markdown(messages.localize(str(item)))}" for item in error.errors]
     hidden = error.error_count - len(error.errors)
     if hidden > 0:
         lines.append(f"- {messages.text('more_errors', count=hidden)}")
@@ -89,8 +90,8 @@ def validate_training_source(runtime: Runtime, upload: str | None, bundled: str 
     n_records = len(training_file.records)
     report = [messages.text("training_report", records=n_records,
                             record_noun=messages.text("record" if n_records == 1 else "records"),
-                            items=training_file.n_items(mode), mode=mode, file=path.name)]
-    report += [f"- {messages.localize(warning)}" for warning in training_file.warnings]
+                            items=training_file.n_items(mode), mode=mode, file=escape_markdown(path.name))]
+    report += [f"- {escape_markdown(messages.localize(warning))}" for warning in training_file.warnings]
     if upload:
         runtime.uploads_dir.mkdir(parents=True, exist_ok=True)
         stable = runtime.uploads_dir / f"train-{file_sha256(path)[:16]}.jsonl"

@@ -23,7 +23,8 @@ ENGLISH = {
     "cfg_scale": "CFG scale",
     "cfg_scale_info": "Classifier-free guidance; above 0 each step costs two forward passes.",
     "remasking": "Remasking rule",
-    "remasking_info": "Which predictions each step commits: the most confident ones, or random ones.",
+    "remasking_info": ("Which predictions each step commits: the most confident (low_confidence), random ones, "
+                       "the largest gap between the top two probabilities (margin), or the lowest entropy (entropy)."),
     "seed": "Seed",
     "seed_info": "A whole number fixes the random numbers, so the same seed and settings give the same output. "
                  "Leave it empty for new random numbers each run.",
@@ -135,7 +136,8 @@ KOREAN = {
     "cfg_scale": "CFG 스케일",
     "cfg_scale_info": "Classifier-free guidance. 0보다 크면 스텝마다 forward pass가 두 번 필요합니다.",
     "remasking": "리마스킹 규칙",
-    "remasking_info": "각 스텝에서 어떤 예측을 확정할지: 신뢰도가 가장 높은 것 또는 무작위.",
+    "remasking_info": ("각 스텝에서 어떤 예측을 확정할지: 신뢰도가 가장 높은 것(low_confidence), 무작위(random), "
+                       "상위 두 확률의 차이가 가장 큰 것(margin), 엔트로피가 가장 낮은 것(entropy)."),
     "seed": "시드",
     "seed_info": "정수를 넣으면 난수가 고정되어 같은 시드와 설정이면 같은 결과가 나옵니다. 비워 두면 실행마다 새로 뽑습니다.",
     "seed_placeholder": "비우면 시드 고정 없음",

@@ -164,8 +164,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
                      "테스트 파일이 없습니다. JSONL 파일을 올리거나 내장 테스트 세트를 고르세요."),
     "test_file_unusable": ("The test file {name} cannot be used ({count} {noun}):",
                            "테스트 파일 {name}을(를) 쓸 수 없습니다 (오류 {count}개):"),
-    "test_description": ("**{name}**: {count} {noun}, detected format **{format}**.",
-                         "**{name}**: 항목 {count}개, 감지된 형식 **{format}**."),
+    "test_description": ("**{name}**: {count} {noun}, detected format: {format}.",
+                         "**{name}**: 항목 {count}개, 감지된 형식: {format}."),
     "item": ("item", "항목"),
     "items": ("items", "항목"),
     "run_name_invalid": ("The run name {name!r} is invalid; use 1 to 64 letters, digits, '.', '_' or '-', starting "

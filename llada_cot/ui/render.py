@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import plotly.graph_objects as go
@@ -16,6 +17,23 @@ MASK_GLYPH = "▒"
 END_GLYPH = "·"
 # Whitespace would vanish in the view, so it is drawn with visible marks.
 WHITESPACE_GLYPHS = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥"})
+# A byte-level token that contains part of a multi-byte character decodes to this alone.
+REPLACEMENT_CHARACTER = "\ufffd"
+# Shown at the later positions of a character split over several tokens; the first shows the character.
+CONTINUATION_GLYPH = "⋯"
+# UTF-8 spreads one character over at most four bytes, so at most four tokens.
+MAX_TOKENS_PER_CHARACTER = 4
+# Characters that change inline Markdown (emphasis, code, links, HTML, tables). CommonMark lets a
+# backslash escape any ASCII punctuation character, so escaping these shows them as written.
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>~|])")
+
+
+def escape_markdown(text: str) -> str:
+    """Return `text` with Markdown's special characters escaped, so that it shows as written.
+
+    Messages quote JSON such as ``"\\boxed{7}"``, whose backslashes Markdown would otherwise eat.
+    """
+    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 class TokenRenderer:
@@ -30,8 +48,35 @@ class TokenRenderer:
         text = self._tokenizer.decode([token_id], skip_special_tokens=False)
         return text.translate(WHITESPACE_GLYPHS) or "∅"
 
+    def _joined_texts(self, tokens: list[int]) -> dict[int, str]:
+        """Return {position: text} for characters split over several committed byte-level tokens.
+
+        The first position of such a run shows the whole character and the others CONTINUATION_GLYPH,
+        so "÷" or a Hangul syllable reads as itself instead of as two or three "\ufffd" cells.
+        """
+        joined: dict[int, str] = {}
+        position = 0
+        while position < len(tokens):
+            token = tokens[position]
+            if token == self.ids.mask or REPLACEMENT_CHARACTER not in self.token_text(token):
+                position += 1
+                continue
+            for end in range(position + 2, min(position + MAX_TOKENS_PER_CHARACTER, len(tokens)) + 1):
+                run = tokens[position:end]
+                if self.ids.mask in run:
+                    break
+                text = self._tokenizer.decode(run, skip_special_tokens=False)
+                if REPLACEMENT_CHARACTER not in text:
+                    joined[position] = text.translate(WHITESPACE_GLYPHS)
+                    joined.update((later, CONTINUATION_GLYPH) for later in range(position + 1, end))
+                    position = end - 1
+                    break
+            position += 1
+        return joined
+
     def frame(self, tokens: list[int], new_positions: set[int] | frozenset[int] = frozenset()) -> list[tuple[str, str]]:
         """Label each generated position as mask, new (this step), kept, or end (after the first stop token)."""
+        joined = self._joined_texts(tokens)
         pairs = []
         ended = False
         for position, token in enumerate(tokens):
@@ -45,7 +90,7 @@ class TokenRenderer:
                 pairs.append((END_GLYPH if token in self.ids.stop_ids and pairs and pairs[-1][1] == END
                               else self.token_text(token), END))
             else:
-                pairs.append((self.token_text(token), NEW if position in new_positions else KEPT))
+                pairs.append((joined.get(position, self.token_text(token)), NEW if position in new_positions else KEPT))
         return pairs
 
 
