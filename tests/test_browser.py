@@ -18,6 +18,7 @@ if not Path(CHROMIUM).is_file():
     pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 
+from llada_cot.data import TRAINING_EXAMPLE  # noqa: E402
 from llada_cot.ui.app import PAGE_CSS, build_app  # noqa: E402
 from llada_cot.ui.i18n import ENGLISH, I18N, KOREAN  # noqa: E402
 from llada_cot.ui.messages import MESSAGES  # noqa: E402
@@ -123,6 +124,19 @@ def test_malformed_training_file_shows_error(browser, page_url, tmp_path):
     page.locator("input[type=file]").first.set_input_files(str(bad))
     page.get_by_text("line 2").first.wait_for(timeout=30000)
     assert page.get_by_text("rationales").first.is_visible()
+    page.close()
+
+
+def test_empty_file_example_keeps_backslashes(browser, page_url, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    page = open_page(browser, page_url, "en-US")
+    page.get_by_role("tab", name=ENGLISH["finetune"]).click()
+    page.locator("input[type=file]").first.set_input_files(str(empty))
+    message = page.get_by_text("the file is empty").first
+    message.wait_for(timeout=30000)
+    # The example is JSON, so the rendered text must keep both backslashes of "\\boxed{7}".
+    assert TRAINING_EXAMPLE in message.inner_text()
     page.close()
 
 
