@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from llada_cot.answers import extract_boxed
+
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_LINE_BYTES = 1 * 1024 * 1024
 MAX_REPORTED_ERRORS = 20
@@ -204,6 +206,16 @@ class _ErrorCollector:
     def raise_if_any(self, source_name: str) -> None:
         if self.count:
             raise DataFileError(self.listed, error_count=self.count, source_name=source_name)
+
+
+def _unboxed_warnings(lines: list[int]) -> list[str]:
+    """Return a warning for answers without \\boxed{}, which teach the model to answer unboxed."""
+    if not lines:
+        return []
+    verb = "has" if len(lines) == 1 else "have"
+    return [f"{_plural(len(lines), 'answer')} {verb} no \\boxed{{}} (first on line {lines[0]}). The model learns "
+            "to write the answer as given, and evaluation reads the last \\boxed{} of an output, so write "
+            "\"\\\\boxed{7}\" instead of \"7\"."]
 
 
 class _ExtraFieldCounter:
@@ -504,6 +516,7 @@ def read_training_file(source: str | os.PathLike | bytes, *, max_file_bytes: int
     records: list[TrainingRecord] = []
     n_objects = 0
     n_without_rationales = 0
+    unboxed_lines: list[int] = []
     for line, record in _parse_json_lines(data, max_line_bytes, TRAINING_EXAMPLE, errors):
         n_objects += 1
         n_without_rationales += "rationales" not in record
@@ -513,6 +526,8 @@ def read_training_file(source: str | os.PathLike | bytes, *, max_file_bytes: int
         answer = _check_text(record, "answer", line, errors, '"\\\\boxed{7}"')
         if prompt is not None and rationales is not None and answer is not None:
             records.append(TrainingRecord(prompt, rationales, answer, line))
+            if extract_boxed(answer) is None:
+                unboxed_lines.append(line)
 
     if n_objects > 1 and n_without_rationales == n_objects and errors.count == n_objects:
         # One clear reason instead of the same missing field on every line.
@@ -523,7 +538,7 @@ def read_training_file(source: str | os.PathLike | bytes, *, max_file_bytes: int
             source_name=source_name)
     errors.raise_if_any(source_name)
     _reject_empty(n_objects, data, TRAINING_EXAMPLE, source_name)
-    return TrainingFile(records, extra_fields.warnings())
+    return TrainingFile(records, extra_fields.warnings() + _unboxed_warnings(unboxed_lines))
 
 
 # --- Test files -------------------------------------------------------------

@@ -399,6 +399,20 @@ def test_training_extra_fields_warning():
     assert "in 2 records (first on line 2)" in result.warnings[0]
 
 
+def test_training_unboxed_answers_warning():
+    data = jsonl(GOOD_RECORD, record_with(answer="7"), record_with(answer="seven"), GOOD_RECORD)
+    result = read_training_file(data)
+    assert len(result.records) == 4  # a warning, not an error
+    assert len(result.warnings) == 1
+    assert result.warnings[0].startswith("2 answers have no \\boxed{} (first on line 2).")
+    assert '"\\\\boxed{7}"' in result.warnings[0]  # the fix, written as JSON
+
+
+def test_training_boxed_answers_no_warning():
+    data = jsonl(GOOD_RECORD, record_with(answer="The answer is \\boxed{7}."), record_with(answer="\\fbox{7}"))
+    assert read_training_file(data).warnings == []
+
+
 def test_training_too_many_errors_reported():
     n_errors = MAX_REPORTED_ERRORS + 7
     error = raised_training_errors(jsonl(*["not json"] * n_errors))

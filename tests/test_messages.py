@@ -165,3 +165,11 @@ def test_lora_target_message_has_korean_form(random_loaded):
     assert UNTRANSLATED_LEAD not in korean
     assert "'o_proj'" in korean
     assert "attn_out" in korean
+
+
+def test_unboxed_answer_warning_in_korean():
+    warning = read_training_file(b'{"prompt": "a", "rationales": [], "answer": "3"}\n').warnings[0]
+    korean = localize(warning, "ko")
+    assert korean.startswith("답 1개에 \\boxed{}가 없습니다(처음은 1번째 줄).")
+    assert '"\\\\boxed{7}"' in korean
+    assert UNTRANSLATED_LEAD not in korean

@@ -305,6 +305,9 @@ _KOREAN_PATTERNS: tuple[tuple[str, str], ...] = (
      r"고정 단어 \g<item>은(는) token \g<n>개가 필요해 생성 구간 끝을 넘습니다. 위치를 앞으로 옮기세요."),
     (r"constraint (?P<item>\S+) needs (?P<n>\d+) tokens and overlaps (?P<rest>.*)",
      r"고정 단어 \g<item>은(는) token \g<n>개가 필요해 다른 고정 단어와 겹칩니다. 위치를 띄우세요."),
+    (r"(?P<n>\d+) answers? (?:has|have) no \\boxed\{\} \(first on line (?P<line>\d+)\)\. (?P<rest>.*)",
+     r"답 \g<n>개에 \\boxed{}가 없습니다(처음은 \g<line>번째 줄). 모델은 답을 적힌 그대로 쓰도록 배우고, 평가는 출력의 "
+     r'마지막 \\boxed{}를 읽으므로 "7" 대신 "\\\\boxed{7}"처럼 쓰세요.'),
     # Sampler notes
     (r"gen_length (?P<gen>\d+) is not a multiple of block_length (?P<block>\d+); the last block has (?P<last>\d+) "
      r"positions\.",
