@@ -27,9 +27,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llada_cot.loading import TINY_MODEL_DIR, encode_chat_prompt, special_ids  # noqa: E402
+from llada_cot.loading import TINY_MODEL_DIR, LoadedModel, special_ids  # noqa: E402
 from llada_cot.modeling_llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
 from llada_cot.training import SFTCollator, build_items, sft_loss  # noqa: E402
+from scripts.probe_arithmetic import probe_lines  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 SUMS = [(a, b) for a in range(2, 10) for b in range(1, 10)]
@@ -39,18 +40,10 @@ def sum_record(a: int, b: int) -> dict:
     return {"prompt": f"What is {a} + {b}?", "rationales": [f"{a} + {b} = {a + b}"], "answer": f"\\boxed{{{a + b}}}"}
 
 
-def sum_accuracy(model, tokenizer, ids, gen_length: int) -> float:
-    """Return the share of SUMS whose result tokens the model predicts in one pass."""
-    right = 0
-    with torch.no_grad():
-        for a, b in SUMS:
-            prompt = encode_chat_prompt(tokenizer, f"What is {a} + {b}?")
-            context = prompt + tokenizer.encode(f"{a} + {b} =", add_special_tokens=False)
-            target = tokenizer.encode(f" {a + b}", add_special_tokens=False)
-            input_ids = torch.tensor([context + [ids.mask] * (len(prompt) + gen_length - len(context))])
-            logits = model(input_ids).logits[0, len(context):len(context) + len(target)]
-            right += logits.argmax(-1).tolist() == target
-    return right / len(SUMS)
+def sum_accuracy(loaded: LoadedModel, gen_length: int) -> float:
+    """Return the share of SUMS whose result the model predicts in one pass, as the arithmetic probe scores it."""
+    counts = probe_lines(loaded, [sum_record(a, b) for a, b in SUMS], gen_length)
+    return sum(right for right, _ in counts.values()) / len(SUMS)
 
 
 def main() -> None:
@@ -98,7 +91,8 @@ def main() -> None:
         optimizer.step()
         if step % args.probe_every == 0:
             model.eval()
-            accuracy = sum_accuracy(model, tokenizer, ids, args.pad_response_to)
+            loaded = LoadedModel(model=model, tokenizer=tokenizer, ids=ids, reference="sum-learning")
+            accuracy = sum_accuracy(loaded, args.pad_response_to)
             model.train()
             print(f"{step:>4}  {loss.item():.4f}  {accuracy:>10.1%}  {time.perf_counter() - start:>7.0f}", flush=True)
 

@@ -209,7 +209,7 @@ class _ErrorCollector:
 
 
 def _unboxed_warnings(lines: list[int]) -> list[str]:
-    """Return a warning for answers without \\boxed{}, which teach the model to answer unboxed."""
+    """Return a warning about training answers that lack \\boxed{}, since the model learns to write them unboxed."""
     if not lines:
         return []
     verb = "has" if len(lines) == 1 else "have"

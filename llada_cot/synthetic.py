@@ -242,7 +242,7 @@ class PeopleConfig:
 
 
 def people_problem(rng: random.Random, config: PeopleConfig = PeopleConfig()) -> dict:
-    """Return one record in which several people each have some items and the question asks about one.
+    """Return one record in which several people each have some items, with a question about one of them.
 
     The answer is a number read off the prompt, with no arithmetic, so the
     skill is finding the sentence that the question points to. The bundled

@@ -1,4 +1,4 @@
-"""Measure how well a model computes each rationale line's result, reading aside.
+"""Measure how often a model computes each rationale line's result when the line's operands are given.
 
     python -m scripts.probe_arithmetic --model tiny --data datasets/train.jsonl
     python -m scripts.probe_arithmetic --data datasets/demo_train.jsonl --adapter workspace/adapters/sharing

@@ -116,23 +116,25 @@ def test_korean_locale_translates_labels(browser, page_url):
     page.close()
 
 
-def test_malformed_training_file_shows_error(browser, page_url, tmp_path):
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "Solve 3 + 4", "rationales": "3 + 4 = 7", "answer": "\\\\boxed{7}"}\nnot json\n')
-    page = open_page(browser, page_url, "en-US")
+def upload_training_file(browser, url: str, path: Path, text: str):
+    """Open the page in English, write `text` to `path` and upload it in the Fine-tune tab."""
+    path.write_text(text)
+    page = open_page(browser, url, "en-US")
     page.get_by_role("tab", name=ENGLISH["finetune"]).click()
-    page.locator("input[type=file]").first.set_input_files(str(bad))
+    page.locator("input[type=file]").first.set_input_files(str(path))
+    return page
+
+
+def test_malformed_training_file_shows_error(browser, page_url, tmp_path):
+    page = upload_training_file(browser, page_url, tmp_path / "bad.jsonl",
+                                '{"prompt": "Solve 3 + 4", "rationales": "3 + 4 = 7", "answer": "\\\\boxed{7}"}\nnot json\n')
     page.get_by_text("line 2").first.wait_for(timeout=30000)
     assert page.get_by_text("rationales").first.is_visible()
     page.close()
 
 
 def test_empty_file_example_keeps_backslashes(browser, page_url, tmp_path):
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
-    page = open_page(browser, page_url, "en-US")
-    page.get_by_role("tab", name=ENGLISH["finetune"]).click()
-    page.locator("input[type=file]").first.set_input_files(str(empty))
+    page = upload_training_file(browser, page_url, tmp_path / "empty.jsonl", "")
     message = page.get_by_text("the file is empty").first
     message.wait_for(timeout=30000)
     # The example is JSON, so the rendered text must keep both backslashes of "\\boxed{7}".

@@ -26,7 +26,8 @@ def test_probe_scores_model_own_answer(bundled):
     # The space and the first digit that the model predicts after "7 + 2 =" must count as right,
     # whatever the digit is, and another digit as wrong.
     guess = predicted_result(bundled, PROMPT, "7 + 2", n_tokens=2)
-    assert len(guess) == 1 and guess.isdigit()
+    assert len(guess) == 1
+    assert guess.isdigit()
     wrong = str((int(guess) + 1) % 10)
     right_record = {"prompt": PROMPT, "rationales": [f"7 + 2 = {guess}"], "answer": f"\\boxed{{{guess}}}"}
     wrong_record = {"prompt": PROMPT, "rationales": [f"7 + 2 = {wrong}"], "answer": f"\\boxed{{{wrong}}}"}

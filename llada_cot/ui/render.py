@@ -51,7 +51,7 @@ class TokenRenderer:
     def _joined_texts(self, tokens: list[int]) -> dict[int, str]:
         """Return {position: text} for characters split over several committed byte-level tokens.
 
-        The first position of such a run shows the whole character and the others CONTINUATION_GLYPH,
+        The first position of such a run shows the whole character and the others show CONTINUATION_GLYPH,
         so "÷" or a Hangul syllable reads as itself instead of as two or three "\ufffd" cells.
         """
         joined: dict[int, str] = {}
