@@ -8,8 +8,10 @@ model of a few million parameters has to learn small.
 
 `sharing_problem` makes a problem type that is absent from the bundled model's
 pre-training: equal sharing (division, ``12 ÷ 3 = 4``), alone or after one
-known + or - step. The fine-tuning demonstration teaches it with a LoRA adapter.
+known + or - step; a LoRA adapter learns it slowly (see docs/benchmarks.md).
 `people_problem` makes another: several people, and a question about one of them.
+`cents_problem` makes a third: amounts in dimes or dollars converted to cents
+(``23 × 10 = 230``), with amounts up to 99 where the pre-training has one digit.
 """
 
 from __future__ import annotations
@@ -140,18 +142,20 @@ def iter_problems(seed: int, config=ProblemConfig(), exclude: frozenset[str] = f
 
 def make_splits(n_train: int, n_test: int, seed: int, config=ProblemConfig(),
                 generate: Callable[[random.Random, object], dict] = generate_problem,
-                exclude_from_test: frozenset[str] = frozenset()) -> tuple[list[dict], list[dict]]:
+                exclude_from_test: frozenset[str] = frozenset(), test_config=None) -> tuple[list[dict], list[dict]]:
     """Return train and test records with disjoint prompts.
 
     The test split is drawn first from its own seeded stream, so regenerating
     the training split with another size never changes the test split.
     `generate` and `config` choose the problem type (`sharing_problem` with a
-    `SharingConfig` for the sharing problems). Prompts in `exclude_from_test`,
-    such as those a model was already trained on, never enter the test split.
+    `SharingConfig` for the sharing problems). `test_config`, when given, draws
+    the test split from other ranges than the training split. Prompts in
+    `exclude_from_test`, such as those a model was already trained on, never
+    enter the test split.
     """
     test: list[dict] = []
     seen: set[str] = set(exclude_from_test)
-    for record in iter_problems(seed + 1, config, generate=generate):
+    for record in iter_problems(seed + 1, config if test_config is None else test_config, generate=generate):
         if record["prompt"] in seen:
             continue
         seen.add(record["prompt"])
@@ -186,7 +190,7 @@ class SharingConfig:
     direct_fraction: float = 0.2  # share of bare "What is 12 ÷ 3?" problems
 
 
-# The fine-tuning demonstration's ranges: one division with a divisor of 2 to 5 and a quotient of 2 to 9,
+# The sharing demonstration's ranges: one division with a divisor of 2 to 5 and a quotient of 2 to 9,
 # 32 division facts in all. The bundled model computes + and - too poorly for a step before the sharing,
 # so the demonstration teaches the division alone.
 DEMO_SHARING = SharingConfig(max_quotient=9, two_step_fraction=0.0)
@@ -257,3 +261,59 @@ def people_problem(rng: random.Random, config: PeopleConfig = PeopleConfig()) ->
     return {"prompt": " ".join(sentences), "rationales": [f"{asked_name} has {count} {item}."],
             "answer": f"\\boxed{{{count}}}"}
 
+
+
+# --- Cents problems -------------------------------------------------------------
+
+# (unit, cents per unit)
+COIN_UNITS = (("dimes", 10), ("dollars", 100))
+# (statement, question) pairs; `{p}` is the pronoun.
+CENTS_TEMPLATES = (
+    ("{name} has {n} {unit}.", "How many cents is that?"),
+    ("{name} saves {n} {unit}.", "How many cents does {p} save?"),
+    ("{name} spends {n} {unit}.", "How many cents does {p} spend?"),
+)
+
+
+@dataclass(frozen=True)
+class CentsConfig:
+    """Amounts of the cents problems."""
+
+    amounts: tuple[int, ...] = tuple(range(2, 100))
+
+    def split_amounts(self, n_held_out: int, seed: int) -> tuple[CentsConfig, CentsConfig]:
+        """Return (training, test) configurations whose amounts do not overlap.
+
+        `n_held_out` amounts drawn with `seed` go to the test configuration
+        only, so a test problem never has an amount that training showed.
+        """
+        if not 0 < n_held_out < len(self.amounts):
+            raise ValueError(f"n_held_out must leave amounts on both sides: between 1 and "
+                             f"{len(self.amounts) - 1} for {len(self.amounts)} amounts, got {n_held_out}.")
+        held_out = set(random.Random(seed).sample(self.amounts, n_held_out))
+        kept = tuple(amount for amount in self.amounts if amount not in held_out)
+        return CentsConfig(amounts=kept), CentsConfig(amounts=tuple(sorted(held_out)))
+
+
+# The fine-tuning demonstration holds out this many of the 98 amounts for the test split.
+DEMO_CENTS_HELD_OUT = 20
+
+
+def cents_problem(rng: random.Random, config: CentsConfig = CentsConfig()) -> dict:
+    """Return one record that converts an amount of dimes or dollars to cents.
+
+    The bundled tokenizer writes numbers digit by digit, so the answer copies
+    the amount's digits and appends one or two zeros, chosen by the unit. The
+    bundled model was pre-trained on one-digit prompt numbers and never saw
+    these units.
+    """
+    name, pronoun = rng.choice(PEOPLE)
+    unit, cents = rng.choice(COIN_UNITS)
+    amount = rng.choice(config.amounts)
+    statement, question = rng.choice(CENTS_TEMPLATES)
+    total = amount * cents
+    return {
+        "prompt": f"{statement.format(name=name, n=amount, unit=unit)} {question.format(p=pronoun)}",
+        "rationales": [f"{amount} {SYMBOLS['mul']} {cents} = {total}"],
+        "answer": f"\\boxed{{{total}}}",
+    }

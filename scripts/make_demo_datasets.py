@@ -3,8 +3,10 @@
     python -m scripts.make_demo_datasets --output datasets
     python -m scripts.make_demo_datasets --kind people --output workspace/people
 
-The bundled tiny model is pre-trained on +, - and × problems about one person,
-so it cannot solve these. The default kind, sharing problems, needs division.
+The bundled tiny model is pre-trained on +, - and × problems about one person
+with one-digit prompt numbers, so it cannot solve these. The default kind,
+cents problems, converts dimes and dollars to cents; the test split's amounts
+never occur in the training split. Sharing problems need division.
 Several-people problems ask about one of three or four people. demo_train.jsonl
 has the training format (prompt, rationales, boxed answer) and demo_test.jsonl
 the test format (prompt, plain answer), and no prompt is in both.
@@ -17,15 +19,25 @@ import argparse
 import logging
 from pathlib import Path
 
-from llada_cot.synthetic import DEMO_SHARING, PeopleConfig, make_splits, people_problem, sharing_problem
+from llada_cot.synthetic import (
+    DEMO_CENTS_HELD_OUT,
+    DEMO_SHARING,
+    CentsConfig,
+    PeopleConfig,
+    cents_problem,
+    make_splits,
+    people_problem,
+    sharing_problem,
+)
 from scripts.make_datasets import write_jsonl
 
 logger = logging.getLogger(__name__)
 
-# Problem kinds: (generator, its configuration).
+# Problem kinds: (generator, training configuration, test configuration or None for the same).
 KINDS = {
-    "people": (people_problem, PeopleConfig()),
-    "sharing": (sharing_problem, DEMO_SHARING),
+    "cents": (cents_problem, *CentsConfig().split_amounts(DEMO_CENTS_HELD_OUT, seed=0)),
+    "people": (people_problem, PeopleConfig(), None),
+    "sharing": (sharing_problem, DEMO_SHARING, None),
 }
 
 
@@ -36,13 +48,14 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=2000, help="number of training records")
     parser.add_argument("--test", type=int, default=100, help="number of test records")
     parser.add_argument("--seed", type=int, default=4321)
-    parser.add_argument("--kind", choices=sorted(KINDS), default="sharing",
-                        help="problem kind: sharing (division) or several-people questions")
+    parser.add_argument("--kind", choices=sorted(KINDS), default="cents",
+                        help="problem kind: cents (dimes and dollars to cents), sharing (division) "
+                             "or people (a question about one of several people)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
-    generate, config = KINDS[args.kind]
-    train, test = make_splits(args.train, args.test, args.seed, config, generate=generate)
+    generate, config, test_config = KINDS[args.kind]
+    train, test = make_splits(args.train, args.test, args.seed, config, generate=generate, test_config=test_config)
     args.output.mkdir(parents=True, exist_ok=True)
     write_jsonl(args.output / "demo_train.jsonl", train)
     # The answer field of a test line is the bare value inside \boxed{}.

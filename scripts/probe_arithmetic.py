@@ -1,7 +1,7 @@
 """Measure how often a model computes each rationale line's result when the line's operands are given.
 
     python -m scripts.probe_arithmetic --model tiny --data datasets/train.jsonl
-    python -m scripts.probe_arithmetic --data datasets/demo_train.jsonl --adapter workspace/adapters/sharing
+    python -m scripts.probe_arithmetic --data workspace/sharing/demo_train.jsonl --adapter workspace/adapters/sharing
 
 For every line ``a op b = c`` of the first --limit records, the model's input
 has the prompt, the earlier lines and ``a op b =`` as clean tokens, with the
