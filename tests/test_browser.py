@@ -142,6 +142,26 @@ def test_empty_file_example_keeps_backslashes(browser, page_url, tmp_path):
     page.close()
 
 
+def test_start_and_stop_follow_the_job(browser, page_url, tmp_path):
+    record = '{"prompt": "What is 3 + 4?", "rationales": ["3 + 4 = 7"], "answer": "\\\\boxed{7}"}\n'
+    page = upload_training_file(browser, page_url, tmp_path / "ten.jsonl", record * 10)
+    page.get_by_text("10 records").first.wait_for(timeout=30000)
+    start = page.get_by_role("button", name=ENGLISH["ft_start"])
+    stop = page.get_by_role("button", name=ENGLISH["ft_stop"])
+    sync_api.expect(start).to_be_enabled()
+    sync_api.expect(stop).to_be_disabled()
+
+    start.click()
+    # The default run is 1,000 steps, so it is still running when Stop is pressed.
+    sync_api.expect(stop).to_be_enabled(timeout=30000)
+    sync_api.expect(start).to_be_disabled()
+    stop.click()
+    sync_api.expect(start).to_be_enabled(timeout=60000)
+    sync_api.expect(stop).to_be_disabled()
+    page.get_by_text("Stopped").first.wait_for(timeout=30000)
+    page.close()
+
+
 def test_evaluate_error_toast_lines(browser, page_url, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "What is 2 + 2?"}\nnot json\n')

@@ -8,7 +8,7 @@ import pytest
 
 from llada_cot.data import read_training_file
 from llada_cot.finetune import default_config
-from llada_cot.jobs import DONE, FAILED, STOPPED
+from llada_cot.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED
 from llada_cot.loading import LoadedModel, load_model, special_ids
 from llada_cot.synthetic import make_splits
 from llada_cot.training import FineTuneConfig
@@ -176,6 +176,16 @@ def test_start_stop_resume_and_download(runtime, ten_records_file):
     assert result["result"]["global_step"] == stopped_at + 3
     steps = [event["step"] for event in result["events"]]
     assert steps == list(range(1, stopped_at + 4))
+
+
+@pytest.mark.parametrize(("key", "start_enabled"), [
+    (None, True), (["none"], True), ([1, QUEUED, 0, 0], False), ([1, RUNNING, 5, 1], False),
+    ([1, DONE, 10, 2], True), ([1, STOPPED, 5, 1], True), ([1, FAILED, 0, 0], True),
+])
+def test_button_states_follow_job_status(key, start_enabled):
+    start, stop = tab.button_states(key)
+    assert start["interactive"] is start_enabled
+    assert stop["interactive"] is not start_enabled
 
 
 def test_second_job_is_refused_while_one_runs(runtime, ten_records_file):

@@ -21,7 +21,7 @@ from llada_cot.adapters import validate_adapter_name
 from llada_cot.data import TRAINING_MODES, DataFileError, preview_rows, read_training_file
 from llada_cot.finetune import (RunExistsError, default_config, file_sha256, fine_tune, plan_output_dir,
                                 zip_adapter)
-from llada_cot.jobs import DONE, FAILED, RUNNING, STOPPED, Job, JobBusyError
+from llada_cot.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, Job, JobBusyError
 from llada_cot.loading import load_model
 from llada_cot.training import FineTuneConfig, linear_layer_names, lora_parameter_count
 from llada_cot.ui import messages
@@ -295,6 +295,12 @@ def poll(runtime: Runtime, last_key: tuple | None) -> tuple:
     return status_markdown(snapshot), figure, download, key
 
 
+def button_states(key: list | None) -> tuple[dict, dict]:
+    """Return updates that enable Start while no training job is active and Stop while one is."""
+    active = bool(key) and len(key) > 1 and key[1] in (QUEUED, RUNNING)
+    return gr.update(interactive=not active), gr.update(interactive=active)
+
+
 # --- The tab ----------------------------------------------------------------------------------
 
 
@@ -350,7 +356,7 @@ def build_finetune_tab(runtime: Runtime) -> dict:
         overwrite = gr.Checkbox(value=False, label=I18N("ft_overwrite"))
     with gr.Row():
         start_button = gr.Button(I18N("ft_start"), variant="primary")
-        stop_button = gr.Button(I18N("ft_stop"), variant="stop")
+        stop_button = gr.Button(I18N("ft_stop"), variant="stop", interactive=False)
     status = gr.Markdown(status_markdown(None))
     plot = gr.Plot(label=I18N("ft_loss_plot"))
     download = gr.File(label=I18N("ft_download"), interactive=False, visible=False)
@@ -386,6 +392,9 @@ def build_finetune_tab(runtime: Runtime) -> dict:
     stop_button.click(on_stop, inputs=None, outputs=None, api_name="finetune_stop", queue=False)
     timer.tick(lambda key: poll(runtime, key), inputs=[last_key], outputs=[status, plot, download, last_key],
                api_name="finetune_status", show_progress="hidden")
+    # The poll skips `last_key` while nothing changes, so the buttons update only when a job starts or ends.
+    last_key.change(button_states, inputs=[last_key], outputs=[start_button, stop_button],
+                    api_visibility="private", show_progress="hidden", queue=False)
     return {
         parameters: lambda: parameter_summary(runtime, defaults.target_modules, defaults.lora_r),
         status: lambda: poll(runtime, None)[0],
