@@ -20,6 +20,7 @@ the training job.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -341,6 +342,10 @@ def apply_lora(model: PreTrainedModel, config: FineTuneConfig) -> tuple[PeftMode
     matches = check_lora_targets(model, config.target_modules)
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(config.target_modules), bias="none")
-    peft_model = get_peft_model(model, lora)
+    with warnings.catch_warnings():
+        # PEFT reads the model's deprecated `is_gradient_checkpointing`, and the FutureWarning it raises is not
+        # something a user can act on. NOTE: drop this filter once PEFT reads `is_activation_checkpointing`.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        peft_model = get_peft_model(model, lora)
     trainable, total = peft_model.get_nb_trainable_parameters()
     return peft_model, LoraSummary(matches=matches, trainable_parameters=trainable, total_parameters=total)

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,14 @@ def test_lora_reports_parameter_counts(tokenizer):
     assert summary.matches == {"q_proj": 2}
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     assert trainable == summary.trainable_parameters
+
+
+def test_lora_wrap_raises_no_deprecation_warning(tokenizer):
+    model = random_model(tokenizer, d_model=32, n_layers=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        apply_lora(model, FineTuneConfig(lora_r=4).validate())
+    assert [str(warning.message) for warning in caught if issubclass(warning.category, FutureWarning)] == []
 
 
 @pytest.mark.parametrize("field, value", [
