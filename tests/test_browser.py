@@ -162,6 +162,21 @@ def test_start_and_stop_follow_the_job(browser, page_url, tmp_path):
     page.close()
 
 
+def test_epochs_editable_only_without_max_steps(browser, page_url):
+    page = open_page(browser, page_url, "en-US")
+    page.get_by_role("tab", name=ENGLISH["finetune"]).click()
+    epochs = page.get_by_label(ENGLISH["ft_epochs"], exact=True)
+    max_steps = page.get_by_label(ENGLISH["ft_max_steps"], exact=True)
+    sync_api.expect(epochs).to_be_disabled()
+    max_steps.fill("0")
+    max_steps.press("Enter")
+    sync_api.expect(epochs).to_be_enabled(timeout=10000)
+    max_steps.fill("50")
+    max_steps.press("Enter")
+    sync_api.expect(epochs).to_be_disabled(timeout=10000)
+    page.close()
+
+
 def test_evaluate_error_toast_lines(browser, page_url, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "What is 2 + 2?"}\nnot json\n')

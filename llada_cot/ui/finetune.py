@@ -318,7 +318,9 @@ def build_finetune_tab(runtime: Runtime) -> dict:
                             info=I18N("ft_mode_info"))
         with gr.Column(scale=2):
             report = gr.Markdown(label=I18N("ft_validation"))
-            preview = gr.Dataframe(label=I18N("ft_preview"), interactive=False, wrap=True)
+            # Fixed shares keep the four columns in view without a horizontal scroll.
+            preview = gr.Dataframe(label=I18N("ft_preview"), interactive=False, wrap=True,
+                                   column_widths=["8%", "50%", "17%", "25%"])
     data_path = gr.State()
 
     with gr.Accordion(I18N("ft_settings"), open=True):
@@ -335,7 +337,9 @@ def build_finetune_tab(runtime: Runtime) -> dict:
         with gr.Row():
             max_steps = gr.Number(value=defaults.max_steps or 0, precision=0, minimum=0, label=I18N("ft_max_steps"),
                                   info=I18N("ft_max_steps_info"))
-            epochs = gr.Number(value=defaults.epochs, minimum=0, label=I18N("ft_epochs"))
+            # Max steps, when set, decides the run's length, so Epochs is editable only while it is 0.
+            epochs = gr.Number(value=defaults.epochs, minimum=0, label=I18N("ft_epochs"),
+                               interactive=not defaults.max_steps)
             batch_size = gr.Number(value=defaults.batch_size, precision=0, minimum=1, label=I18N("ft_batch_size"))
             gradient_accumulation = gr.Number(value=defaults.gradient_accumulation, precision=0, minimum=1,
                                               label=I18N("ft_gradient_accumulation"))
@@ -370,6 +374,8 @@ def build_finetune_tab(runtime: Runtime) -> dict:
     validation_outputs = [report, preview, data_path]
     gr.on([upload.change, bundled_choice.change, mode.change], on_validate, inputs=validation_inputs,
           outputs=validation_outputs, api_name="finetune_validate")
+    max_steps.change(lambda steps: gr.update(interactive=not steps), inputs=[max_steps], outputs=[epochs],
+                     api_visibility="private", queue=False)
     gr.on([lora_r.change, target_modules.change], lambda chosen, rank: parameter_summary(runtime, chosen, rank),
           inputs=[target_modules, lora_r], outputs=[parameters], api_visibility="private")
 
