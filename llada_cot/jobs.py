@@ -42,6 +42,8 @@ class Job:
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
+    # Details of the request that a reloaded page shows again, such as the training file; never changed.
+    request: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def report(self, done: int | None = None, total: int | None = None, event: dict | None = None) -> None:
@@ -80,8 +82,10 @@ class JobRegistry:
         self._jobs: dict[str, Job] = {}
         self._guard = threading.Lock()
 
-    def start(self, kind: str, description: str, work: Callable[[Job], dict]) -> Job:
+    def start(self, kind: str, description: str, work: Callable[[Job], dict], request: dict | None = None) -> Job:
         """Run `work(job)` in a thread; its return value becomes `job.result`.
+
+        `request` is kept as `job.request` for pages that reattach to the job.
 
         Raises JobBusyError when a job of the same kind is still running.
         """
@@ -90,7 +94,7 @@ class JobRegistry:
             if running is not None:
                 raise JobBusyError(f"Another {kind} job ({running.description}) is already running; wait for it "
                                    "to finish or stop it first.")
-            job = Job(kind=kind, description=description)
+            job = Job(kind=kind, description=description, request=dict(request or {}))
             self._jobs[job.id] = job
         # NOTE: this thread runs outside any spaces.GPU call, so on a ZeroGPU Space the job gets no GPU.
         # Fine-tuning and evaluation there need a Space with a dedicated GPU.

@@ -93,7 +93,8 @@ def test_bundled_name_must_be_listed(runtime):
 def test_upload_is_copied_into_workspace(runtime, ten_records_file):
     report, _, path = tab.validate_training_source(runtime, str(ten_records_file), None, "whole")
     assert "10 records → 10 training items" in report
-    assert Path(path).parent == runtime.uploads_dir
+    assert Path(path).parent.parent == runtime.uploads_dir
+    assert Path(path).name == ten_records_file.name
     assert Path(path).read_bytes() == ten_records_file.read_bytes()
 
 
@@ -186,6 +187,27 @@ def test_button_states_follow_job_status(key, start_enabled):
     start, stop = tab.button_states(key)
     assert start["interactive"] is start_enabled
     assert stop["interactive"] is not start_enabled
+
+
+@pytest.mark.parametrize("source", ["upload", "bundled"])
+def test_restore_view_shows_active_job(runtime, ten_records_file, source):
+    upload, bundled = (str(ten_records_file), None) if source == "upload" else (None, "demo_train.jsonl")
+    report, _, path = tab.validate_training_source(runtime, upload, bundled, "whole")
+    assert tab.restore_view(runtime) is None
+    job = tab.start_training(runtime, path, FineTuneConfig(**QUICK, mode="whole", max_steps=100_000).validate(),
+                             f"restored-{source}")
+    try:
+        view = tab.restore_view(runtime)
+        assert view["adapter"] == f"restored-{source}"
+        assert view["data_path"] == path
+        assert view["mode"] == "whole"
+        assert view["report"] == report
+        assert view["bundled"] == bundled
+        assert len(view["preview"]) > 0
+    finally:
+        runtime.jobs.stop(job.id)
+        wait_until(lambda: job.finished)
+    assert tab.restore_view(runtime) is None
 
 
 def test_second_job_is_refused_while_one_runs(runtime, ten_records_file):

@@ -80,25 +80,50 @@ def validate_training_source(runtime: Runtime, upload: str | None, bundled: str 
     path = _source_path(upload, bundled, datasets_dir)
     if path is None:
         return messages.text("no_training_file"), empty, None
+    if mode not in TRAINING_MODES:
+        raise messages.error("training_mode_unknown", mode=mode, choices=", ".join(TRAINING_MODES))
+    report, preview, usable = describe_training_file(path, mode)
+    if not usable:
+        return report, preview, None
+    if upload:
+        # A folder per content keeps the file's own name, which the job's description and a reloaded page show.
+        stable = runtime.uploads_dir / f"train-{file_sha256(path)[:16]}" / path.name
+        stable.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, stable)
+        path = stable
+    return report, preview, str(path)
+
+
+def describe_training_file(path: Path, mode: str) -> tuple[str, pd.DataFrame, bool]:
+    """Return the Markdown report, the preview table and whether the file at `path` can be trained on."""
+    empty = pd.DataFrame(columns=messages.headers(PREVIEW_COLUMNS))
     try:
         training_file = read_training_file(path)
     except DataFileError as error:
-        return _error_report(error), empty, None
-    if mode not in TRAINING_MODES:
-        raise messages.error("training_mode_unknown", mode=mode, choices=", ".join(TRAINING_MODES))
-
+        return _error_report(error), empty, False
     n_records = len(training_file.records)
     report = [messages.text("training_report", records=n_records,
                             record_noun=messages.text("record" if n_records == 1 else "records"),
                             items=training_file.n_items(mode), mode=mode, file=escape_markdown(path.name))]
     report += [f"- {escape_markdown(messages.localize(warning))}" for warning in training_file.warnings]
-    if upload:
-        runtime.uploads_dir.mkdir(parents=True, exist_ok=True)
-        stable = runtime.uploads_dir / f"train-{file_sha256(path)[:16]}.jsonl"
-        shutil.copyfile(path, stable)
-        path = stable
     preview = pd.DataFrame(preview_rows(training_file), columns=messages.headers(PREVIEW_COLUMNS))
-    return "\n".join(report), preview, str(path)
+    return "\n".join(report), preview, True
+
+
+def restore_view(runtime: Runtime, datasets_dir: Path = DATASETS_DIR) -> dict | None:
+    """Return the file, report, preview, mode and adapter name of the active training job, or None.
+
+    A reloaded page shows them again. `bundled` is the file's name when it is
+    a bundled file, so the dropdown can show it, and None for an upload.
+    """
+    job = runtime.jobs.active(JOB_KIND)
+    if job is None or "data_path" not in job.request:
+        return None
+    path = Path(job.request["data_path"])
+    report, preview, _ = describe_training_file(path, job.request["mode"])
+    bundled = path.name if path.parent == datasets_dir and path.name in bundled_training_files(datasets_dir) else None
+    return {"bundled": bundled, "report": report, "preview": preview, "data_path": str(path),
+            "mode": job.request["mode"], "adapter": job.request["adapter"]}
 
 
 # --- Settings ---------------------------------------------------------------------------------
@@ -205,8 +230,9 @@ def start_training(runtime: Runtime, data_path: str | None, config: FineTuneConf
         return {**result.to_dict(), "adapter": name, "zip": str(archive)}
 
     description = f"adapter {name} on {data.name}"
+    request = {"data_path": str(data), "mode": config.mode, "adapter": name}
     try:
-        job = runtime.jobs.start(JOB_KIND, description, work)
+        job = runtime.jobs.start(JOB_KIND, description, work, request=request)
     except JobBusyError:
         running = runtime.jobs.active(JOB_KIND)
         messages.warning("job_busy", kind=messages.text("kind_train"),
@@ -398,11 +424,25 @@ def build_finetune_tab(runtime: Runtime) -> dict:
     stop_button.click(on_stop, inputs=None, outputs=None, api_name="finetune_stop", queue=False)
     timer.tick(lambda key: poll(runtime, key), inputs=[last_key], outputs=[status, plot, download, last_key],
                api_name="finetune_status", show_progress="hidden")
+    def on_load():
+        view = restore_view(runtime)
+        if view is None:
+            # The preview's headers follow the reader's language.
+            empty = pd.DataFrame(columns=messages.headers(PREVIEW_COLUMNS))
+            return gr.skip(), gr.skip(), empty, gr.skip(), gr.skip(), gr.skip()
+        if view["bundled"] is not None:
+            # The dropdown's change event validates the file again and fills the report, preview and path.
+            return view["bundled"], gr.skip(), gr.skip(), gr.skip(), view["mode"], view["adapter"]
+        # An upload cannot be put back into the upload box, so the report stands for it. The mode stays unset
+        # because its change event would validate again without a file. The report names the mode.
+        return gr.skip(), view["report"], view["preview"], view["data_path"], gr.skip(), view["adapter"]
+
+    gr.on(triggers=None, fn=on_load, inputs=None,
+          outputs=[bundled_choice, report, preview, data_path, mode, adapter_name], api_name=False)
     # The poll skips `last_key` while nothing changes, so the buttons update only when a job starts or ends.
     last_key.change(button_states, inputs=[last_key], outputs=[start_button, stop_button],
                     api_visibility="private", show_progress="hidden", queue=False)
     return {
         parameters: lambda: parameter_summary(runtime, defaults.target_modules, defaults.lora_r),
         status: lambda: poll(runtime, None)[0],
-        preview: lambda: pd.DataFrame(columns=messages.headers(PREVIEW_COLUMNS)),
     }
