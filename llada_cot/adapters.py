@@ -8,7 +8,7 @@ from pathlib import Path
 
 from peft import PeftModel
 
-from llada_cot.loading import LoadedModel, load_model
+from llada_cot.loading import LoadedModel, ignore_peft_deprecation_warning, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ def load_with_adapter(base: LoadedModel, adapter_dir: Path, device: str | None =
     if not (adapter_dir / ADAPTER_CONFIG_FILE).is_file():
         raise ValueError(f"{adapter_dir} holds no {ADAPTER_CONFIG_FILE}; pick an adapter from the list.")
     fresh = load_model(base.reference, device=device or str(base.device), dtype=base.model.dtype)
-    merged = PeftModel.from_pretrained(fresh.model, str(adapter_dir)).merge_and_unload()
+    with ignore_peft_deprecation_warning():
+        merged = PeftModel.from_pretrained(fresh.model, str(adapter_dir)).merge_and_unload()
     merged.eval()
     logger.info("loaded adapter %s onto %s", adapter_dir.name, base.reference)
     return LoadedModel(model=merged, tokenizer=fresh.tokenizer, ids=fresh.ids,

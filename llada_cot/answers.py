@@ -35,6 +35,19 @@ MATH_VERIFY_TIMEOUT_SECONDS = 5
 # about 0.1 s against "5", so the limit is far above any real answer.
 MAX_ANSWER_DIGITS = 100_000
 
+
+def _drop_timeout_notice(record: logging.LogRecord) -> bool:
+    """Drop math-verify's warning that its timeout is off, which it logs for any call outside the main thread.
+
+    Threaded callers cannot use its signal-based timeout, and MAX_ANSWER_DIGITS
+    bounds the work instead, so the warning needs no action.
+    """
+    return not record.getMessage().startswith("Timeout is disabled")
+
+
+for _name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_name).addFilter(_drop_timeout_notice)
+
 _BOX_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 # A number as written in text: optional minus sign, optional thousands separators,

@@ -63,6 +63,7 @@ class Job:
                 "id": self.id, "kind": self.kind, "description": self.description, "status": self.status,
                 "done": self.done, "total": self.total, "events": list(self.events), "result": dict(self.result),
                 "error": self.error, "started_at": self.started_at, "finished_at": self.finished_at,
+                "request": dict(self.request),
             }
 
     @property

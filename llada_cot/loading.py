@@ -14,8 +14,11 @@ operator can turn on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,3 +176,16 @@ def _remote_code_message(reference: str, model_type: str) -> str:
     return (f"Model {reference!r} has model_type {model_type!r}, which this project does not implement; "
             "loading it runs code from its repository. Start the app with --trust-remote-code "
             "only if you trust that code.")
+
+
+@contextlib.contextmanager
+def ignore_peft_deprecation_warning() -> Iterator[None]:
+    """Ignore the FutureWarning that PEFT triggers while it wraps or loads LoRA layers.
+
+    PEFT reads the model's deprecated `is_gradient_checkpointing` property, so
+    the warning is not something a user can act on.
+    """
+    # NOTE: drop this filter once PEFT reads `is_activation_checkpointing` instead.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield

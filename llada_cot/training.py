@@ -20,7 +20,6 @@ the training job.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
-from llada_cot.loading import SpecialIds, encode_chat_prompt
+from llada_cot.loading import SpecialIds, encode_chat_prompt, ignore_peft_deprecation_warning
 
 MODES = ("stepwise", "whole")
 
@@ -342,10 +341,7 @@ def apply_lora(model: PreTrainedModel, config: FineTuneConfig) -> tuple[PeftMode
     matches = check_lora_targets(model, config.target_modules)
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(config.target_modules), bias="none")
-    with warnings.catch_warnings():
-        # PEFT reads the model's deprecated `is_gradient_checkpointing`, and the FutureWarning it raises is not
-        # something a user can act on. NOTE: drop this filter once PEFT reads `is_activation_checkpointing`.
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    with ignore_peft_deprecation_warning():
         peft_model = get_peft_model(model, lora)
     trainable, total = peft_model.get_nb_trainable_parameters()
     return peft_model, LoraSummary(matches=matches, trainable_parameters=trainable, total_parameters=total)

@@ -302,3 +302,19 @@ def test_is_equivalent_in_worker_thread() -> None:
     assert results["tower"] is False
     assert results["grade"] is True
     assert results["gold"] == "\\frac{1}{3}"
+
+
+def test_threaded_grading_logs_no_timeout_notice(caplog: pytest.LogCaptureFixture, monkeypatch) -> None:
+    import math_verify.grader
+    import math_verify.parser
+
+    # math-verify logs the notice once per process, so the flags are reset to see it again.
+    monkeypatch.setattr(math_verify.parser, "TIMEOUT_WARNING_SHOWN", False)
+    monkeypatch.setattr(math_verify.grader, "TIMEOUT_WARNING_SHOWN", False)
+    results = []
+    with caplog.at_level(logging.WARNING):
+        worker = threading.Thread(target=lambda: results.append(is_equivalent("\\frac{1}{2}", "0.5")))
+        worker.start()
+        worker.join()
+    assert results == [True]
+    assert not [record for record in caplog.records if record.name.startswith("math_verify")]

@@ -1,7 +1,9 @@
 """Server-side text in English and Korean: language choice, the catalogue and library messages."""
 
+import json
 import re
 import string
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -135,6 +137,19 @@ def test_page_errors_follow_browser_language(server, bundled, language, expected
         assert "Traceback" not in error
 
 
+@pytest.mark.parametrize("language", ["ko-KR,ko;q=0.9", "en-US,en;q=0.9"])
+def test_training_preview_rows_in_both_languages(server, language):
+    from gradio_client import Client
+
+    client = Client(server, verbose=False, headers={"Accept-Language": language})
+    _, preview = client.predict(None, "demo_train.jsonl", "stepwise", api_name="/finetune_validate")
+    first_line = (Path(__file__).resolve().parents[1] / "datasets" / "demo_train.jsonl").open().readline()
+    prompt = json.loads(first_line)["prompt"]
+    assert len(preview["data"]) == 20
+    assert preview["data"][0][:3] == [1, prompt, 1]
+    assert bool(HANGUL.search(" ".join(preview["headers"]))) == language.startswith("ko")
+
+
 def fine_tune_messages() -> list[str]:
     from llada_cot.training import FineTuneConfig
 
@@ -173,3 +188,38 @@ def test_unboxed_answer_warning_in_korean():
     assert korean.startswith("답 1개에 \\boxed{}가 없습니다(처음은 1번째 줄).")
     assert '"\\\\boxed{7}"' in korean
     assert UNTRANSLATED_LEAD not in korean
+
+
+@pytest.fixture
+def korean_request():
+    from gradio.context import LocalContext
+
+    token = LocalContext.request.set(request("ko-KR,ko;q=0.9"))
+    yield
+    LocalContext.request.reset(token)
+
+
+def test_job_lines_and_plot_in_korean(korean_request):
+    from llada_cot.ui import evaluate, finetune
+
+    training = {"description": "adapter demo on ten.jsonl", "request": {"adapter": "demo", "data_path": "/w/ten.jsonl",
+                                                                         "mode": "stepwise"}}
+    assert finetune.job_description(training) == "어댑터 demo (학습 파일 ten.jsonl)"
+    figure = finetune.loss_figure([{"step": 1, "loss": 2.0, "learning_rate": 1e-3}])
+    assert figure.layout.xaxis.title.text == "옵티마이저 스텝"
+    assert [trace.name for trace in figure.data] == ["손실", "학습률"]
+
+    request_fields = {"run": "eval-1", "file": "demo_test.jsonl", "items": 100}
+    with_adapter = {"description": "", "request": {**request_fields, "adapter": "cents"}}
+    without = {"description": "", "request": {**request_fields, "adapter": None}}
+    assert evaluate.job_description(with_adapter) == "eval-1: demo_test.jsonl, 항목 100개, 어댑터 cents"
+    assert evaluate.job_description(without) == "eval-1: demo_test.jsonl, 항목 100개, 기본 모델"
+
+
+def test_job_lines_in_english():
+    from llada_cot.ui import evaluate, finetune
+
+    training = {"description": "", "request": {"adapter": "demo", "data_path": "/w/ten.jsonl", "mode": "whole"}}
+    assert finetune.job_description(training) == "adapter demo on ten.jsonl"
+    evaluation = {"description": "", "request": {"run": "eval-1", "file": "t.jsonl", "items": 5, "adapter": "cents"}}
+    assert evaluate.job_description(evaluation) == "eval-1: t.jsonl, 5 items, adapter cents"

@@ -333,7 +333,10 @@ def test_saved_adapter_reloads_to_identical_logits(model_folder, ten_records_fil
         expected = trained(input_ids=input_ids).logits
         reloaded = PeftModel.from_pretrained(fresh_base(model_folder).model, str(output)).eval()
         assert torch.equal(reloaded(input_ids=input_ids).logits, expected)
-        merged = load_with_adapter(fresh_base(model_folder), output)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            merged = load_with_adapter(fresh_base(model_folder), output)
+        assert [str(warning.message) for warning in caught if issubclass(warning.category, FutureWarning)] == []
         # Merging adds the LoRA product into the weights, which rounds differently in float32.
         assert torch.allclose(merged.model(input_ids=input_ids).logits, expected, rtol=1e-4, atol=1e-4)
         untrained = fresh_base(model_folder).model(input_ids=input_ids).logits

@@ -172,9 +172,11 @@ def start_evaluation(runtime: Runtime, data: TestData, adapter: str, config: Sam
         write_csv(read_finished_rows(output), csv_path(output))
         return {**summary, "output": str(output)}
 
-    description = f"{run_name}: {data.name}, {n_items} items"
+    model_used = f"adapter {adapter}" if adapter else "base model"
+    description = f"{run_name}: {data.name}, {n_items} items, {model_used}"
+    request = {"run": run_name, "file": data.name, "items": n_items, "adapter": adapter or None}
     try:
-        job = runtime.jobs.start(JOB_KIND, description, work)
+        job = runtime.jobs.start(JOB_KIND, description, work, request=request)
     except JobBusyError as error:
         running = runtime.jobs.active(JOB_KIND)
         raise messages.error("job_busy", kind=messages.text("kind_evaluate"),
@@ -216,6 +218,17 @@ def results_table(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=messages.headers(TABLE_COLUMNS))
 
 
+def job_description(snapshot: dict) -> str:
+    """Return the evaluation's run name, file, item count and adapter in the reader's language."""
+    request = snapshot.get("request") or {}
+    if "run" not in request:
+        return snapshot["description"]
+    adapter = request["adapter"]
+    model_used = messages.text("adapter_named", adapter=adapter) if adapter else messages.text("base_model")
+    return messages.text("evaluation_job", run=request["run"], file=request["file"], items=request["items"],
+                         model=model_used)
+
+
 def job_status_text(snapshot: dict) -> str:
     status = snapshot["status"]
     if status == FAILED:
@@ -251,7 +264,7 @@ def poll_job(runtime: Runtime, job_id: str | None, n_rendered: int) -> PollUpdat
     if snapshot["status"] == FAILED:
         summary = f"{messages.text('eval_failed', error=messages.localize(str(snapshot['error'])))}\n\n{summary}"
     progress = progress_html(snapshot["done"], snapshot["total"], job_status_text(snapshot),
-                             snapshot["description"])
+                             job_description(snapshot))
     return PollUpdate(progress=progress, summary=summary, table=table, active=not finished, output=output,
                       n_rendered=len(rows))
 
@@ -461,7 +474,8 @@ def build_evaluate_tab(runtime: Runtime) -> None:
             gr.Info(messages.localize(note))
         snapshot = job.snapshot()
         return (job.id, -1, gr.Timer(active=True), describe_test_data(data),
-                progress_html(snapshot["done"], snapshot["total"], snapshot["status"], job.description), "")
+                progress_html(snapshot["done"], snapshot["total"], job_status_text(snapshot),
+                              job_description(snapshot)), "")
 
     def on_poll(current_job, rendered):
         update = poll_job(runtime, current_job, rendered)

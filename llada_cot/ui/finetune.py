@@ -106,7 +106,9 @@ def describe_training_file(path: Path, mode: str) -> tuple[str, pd.DataFrame, bo
                             record_noun=messages.text("record" if n_records == 1 else "records"),
                             items=training_file.n_items(mode), mode=mode, file=escape_markdown(path.name))]
     report += [f"- {escape_markdown(messages.localize(warning))}" for warning in training_file.warnings]
-    preview = pd.DataFrame(preview_rows(training_file), columns=messages.headers(PREVIEW_COLUMNS))
+    # The rows are keyed by the English column names, so the headers are renamed after the frame is built.
+    preview = pd.DataFrame(preview_rows(training_file), columns=PREVIEW_COLUMNS)
+    preview.columns = messages.headers(PREVIEW_COLUMNS)
     return "\n".join(report), preview, True
 
 
@@ -259,6 +261,15 @@ def _format_seconds(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
+def job_description(snapshot: dict) -> str:
+    """Return the training job's adapter and file in the reader's language."""
+    request = snapshot.get("request") or {}
+    if "adapter" not in request:
+        return escape_markdown(snapshot["description"])
+    return escape_markdown(messages.text("training_job", adapter=request["adapter"],
+                                         file=Path(request["data_path"]).name))
+
+
 def status_markdown(snapshot: dict | None) -> str:
     """Describe a job snapshot: progress and time while running, the adapter or the error at the end."""
     if snapshot is None:
@@ -266,7 +277,7 @@ def status_markdown(snapshot: dict | None) -> str:
     status, done, total = snapshot["status"], snapshot["done"], snapshot["total"]
     end = snapshot["finished_at"] or time.time()
     elapsed = end - snapshot["started_at"]
-    lines = [f"**{messages.text('status_' + status)}**: {snapshot['description']}"]
+    lines = [f"**{messages.text('status_' + status)}**: {job_description(snapshot)}"]
     if total:
         line = messages.text("training_progress", done=done, total=total, percent=100 * done / total,
                              elapsed=_format_seconds(elapsed))
@@ -291,13 +302,14 @@ def loss_figure(events: list[dict]) -> go.Figure:
     """Plot training loss and learning rate against the optimizer step."""
     figure = go.Figure()
     steps = [event["step"] for event in events]
+    learning_rate = messages.text("plot_learning_rate")
     figure.add_trace(go.Scatter(x=steps, y=[event["loss"] for event in events], mode="lines+markers",
-                                name="loss"))
+                                name=messages.text("plot_loss")))
     figure.add_trace(go.Scatter(x=steps, y=[event["learning_rate"] for event in events], mode="lines",
-                                name="learning rate", yaxis="y2", line={"dash": "dot"}))
+                                name=learning_rate, yaxis="y2", line={"dash": "dot"}))
     figure.update_layout(
-        xaxis_title="optimizer step", yaxis_title="LLaDA SFT loss",
-        yaxis2={"title": "learning rate", "overlaying": "y", "side": "right", "showgrid": False},
+        xaxis_title=messages.text("plot_step"), yaxis_title=messages.text("plot_sft_loss"),
+        yaxis2={"title": learning_rate, "overlaying": "y", "side": "right", "showgrid": False},
         margin={"l": 50, "r": 50, "t": 30, "b": 40}, height=340, legend={"orientation": "h"},
     )
     return figure

@@ -67,8 +67,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
                           "모델 {model!r}는 이 서버의 허용 목록({allowed})에 없습니다. 목록에서 고르세요. "
                           "운영자는 --allow-model로 목록을 넓힐 수 있습니다."),
     "base_model": ("base model", "기본 모델"),
+    "training_job": ("adapter {adapter} on {file}", "어댑터 {adapter} (학습 파일 {file})"),
+    "evaluation_job": ("{run}: {file}, {items} items, {model}", "{run}: {file}, 항목 {items}개, {model}"),
+    "adapter_named": ("adapter {adapter}", "어댑터 {adapter}"),
+    "plot_loss": ("loss", "손실"),
+    "plot_learning_rate": ("learning rate", "학습률"),
+    "plot_step": ("optimizer step", "옵티마이저 스텝"),
+    "plot_sft_loss": ("LLaDA SFT loss", "LLaDA SFT 손실"),
     "stats": ("**NFE** {nfe} · **time** {seconds:.2f} s · **generated tokens/s** {speed:.1f} ({tokens} tokens)",
-              "**NFE** {nfe} · **시간** {seconds:.2f}초 · **초당 생성 token** {speed:.1f} (token {tokens}개)"),
+              "**NFE** {nfe} · **시간** {seconds:.2f}초 · **초당 생성 토큰** {speed:.1f} (토큰 {tokens}개)"),
     "stopped_early": ("Stopped before the last step; masked positions remain.",
                       "마지막 스텝 전에 중지했습니다. 마스크된 위치가 남아 있습니다."),
     "compare_table": ("| | A | B |\n|---|---|---|\n| NFE | {nfe_a} | {nfe_b} |\n"
@@ -77,7 +84,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
                       "| boxed answer | {answer_a} | {answer_b} |",
                       "| | A | B |\n|---|---|---|\n| NFE | {nfe_a} | {nfe_b} |\n"
                       "| 시간(초) | {time_a:.2f} | {time_b:.2f} |\n"
-                      "| 초당 생성 token | {speed_a:.1f} | {speed_b:.1f} |\n"
+                      "| 초당 생성 토큰 | {speed_a:.1f} | {speed_b:.1f} |\n"
                       "| 박스 정답 | {answer_a} | {answer_b} |"),
     "speedup_same": ("**Speed-up of B over A:** {nfe_ratio:.2f}x fewer forward passes, {time_ratio:.2f}x less time; "
                      "same answers.",
@@ -145,9 +152,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "time_left": (" · about {left} left", " · 약 {left} 남음"),
     "loading_model": ("loading the model · {elapsed} elapsed", "모델을 불러오는 중 · {elapsed} 경과"),
     "adapter_saved": ("Adapter **{adapter}** saved at step {step}: {trainable:,} trainable of {total:,} parameters, "
-                      "final loss {loss}. Pick it in the Playground's adapter list.",
+                      "final loss {loss}. Pick it in the adapter list of the Playground or Evaluate tab.",
                       "어댑터 **{adapter}**를 스텝 {step}에서 저장했습니다: 파라미터 {total:,}개 중 {trainable:,}개 "
-                      "학습, 마지막 손실 {loss}. 플레이그라운드의 어댑터 목록에서 고르세요."),
+                      "학습, 마지막 손실 {loss}. 플레이그라운드나 평가 탭의 어댑터 목록에서 고르세요."),
     "resume_hint": ("Tick Resume and start again to continue from this step.",
                     "'이어서 하기'를 체크하고 다시 시작하면 이 스텝부터 이어집니다."),
     "job_error": ("Error: {error}", "오류: {error}"),
@@ -183,7 +190,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "accuracy_line": ("**Accuracy** {accuracy:.1%} (95% CI {low:.1%} to {high:.1%}) · {correct}/{n} correct · "
                       "{excluded} excluded · mean NFE {nfe:.1f} · {speed} generated tokens/s",
                       "**정확도** {accuracy:.1%} (95% 신뢰구간 {low:.1%}~{high:.1%}) · {n}개 중 {correct}개 정답 · "
-                      "제외 {excluded}개 · 평균 NFE {nfe:.1f} · 초당 생성 token {speed}"),
+                      "제외 {excluded}개 · 평균 NFE {nfe:.1f} · 초당 생성 토큰 {speed}"),
     "verdict_excluded": ("excluded", "제외"),
     "verdict_excluded_long": ("excluded (gold answer cannot be parsed)", "제외 (정답을 해석할 수 없음)"),
     "verdict_correct": ("✓ correct", "✓ 정답"),
@@ -302,9 +309,9 @@ _KOREAN_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"constraints give offset (?P<offset>\d+) twice; (?P<rest>.*)",
      r"고정 단어에 위치 \g<offset>이(가) 두 번 나옵니다. 위치마다 단어 하나만 두세요."),
     (r"constraint (?P<item>\S+) needs (?P<n>\d+) tokens and runs past (?P<rest>.*)",
-     r"고정 단어 \g<item>은(는) token \g<n>개가 필요해 생성 구간 끝을 넘습니다. 위치를 앞으로 옮기세요."),
+     r"고정 단어 \g<item>은(는) 토큰 \g<n>개가 필요해 생성 구간 끝을 넘습니다. 위치를 앞으로 옮기세요."),
     (r"constraint (?P<item>\S+) needs (?P<n>\d+) tokens and overlaps (?P<rest>.*)",
-     r"고정 단어 \g<item>은(는) token \g<n>개가 필요해 다른 고정 단어와 겹칩니다. 위치를 띄우세요."),
+     r"고정 단어 \g<item>은(는) 토큰 \g<n>개가 필요해 다른 고정 단어와 겹칩니다. 위치를 띄우세요."),
     (r"(?P<n>\d+) answers? (?:has|have) no \\boxed\{\} \(first on line (?P<line>\d+)\)\. (?P<rest>.*)",
      r"답 \g<n>개에 \\boxed{}가 없습니다(처음은 \g<line>번째 줄). 모델은 답을 적힌 그대로 쓰도록 배우고, 평가는 출력의 "
      r'마지막 \\boxed{}를 읽으므로 "7" 대신 "\\\\boxed{7}"처럼 쓰세요.'),
@@ -322,10 +329,10 @@ _KOREAN_PATTERNS: tuple[tuple[str, str], ...] = (
      lambda m: f"steps {m['steps']}이(가) 블록 수 {m['blocks']}의 배수가 아니어서 앞의 {(m['extra'] or '1 ').strip()}개 "
                "블록이 한 스텝씩 더 받습니다."),
     (r"About (?P<n>\d+) tokens are committed per step; more than (?P<max>\d+) often (?P<rest>.*)",
-     r"스텝마다 약 \g<n>개 token을 확정합니다. \g<max>개를 넘으면 단어나 줄이 반복되기 쉬우니 steps를 늘리세요."),
+     r"스텝마다 약 \g<n>개 토큰을 확정합니다. \g<max>개를 넘으면 단어나 줄이 반복되기 쉬우니 steps를 늘리세요."),
     (r"The prefix cache is an approximation: (?P<rest>.*)",
      r"prefix 캐시는 근사입니다. 블록 안에서 블록 왼쪽 위치의 key/value는 블록의 첫 스텝 값으로 유지되지만, "
-     r"attention은 양방향이고 블록의 token은 바뀝니다."),
+     r"attention은 양방향이고 블록의 토큰은 바뀝니다."),
     (r"The dual cache also keeps (?P<rest>.*)",
      r"dual 캐시는 블록 오른쪽의 마스크 위치 key/value도 블록의 첫 스텝 값으로 유지하므로, 이후 스텝은 블록 "
      r"위치만 계산합니다."),
