@@ -217,8 +217,57 @@ def _link_or_copy(source: str, destination: str) -> None:
         shutil.copy2(source, destination)
 
 
-def save_adapter_atomically(model, output_dir: Path) -> None:
+def adapter_card(output_dir: Path, run_info: dict, final_loss: float | None) -> str:
+    """Return the README.md of an adapter folder: what it was trained from, with which settings, and how to use it.
+
+    It replaces PEFT's template card, whose fields would stay unfilled.
+    """
+    config = run_info["config"]
+    layers = ", ".join(f"{name} ({count})" for name, count in run_info["lora_layers"].items())
+    loss = "none logged" if final_loss is None else f"{final_loss:.6g}"
+    length = f"{config['max_steps']} steps" if config.get("max_steps") else f"{config['epochs']} epochs"
+    reference = run_info["base_model"]
+    return "\n".join([
+        "---",
+        "library_name: peft",
+        "tags: [llada, lora, masked-diffusion]",
+        "---",
+        "",
+        f"# LoRA adapter {output_dir.name}",
+        "",
+        f"A LoRA adapter for the masked-diffusion model `{reference}`, trained with the LLaDA SFT loss "
+        "(cross-entropy on masked response tokens divided by the mask ratio).",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| base model | `{reference}` |",
+        f"| training file | `{run_info['data_name']}` (sha256 `{run_info['data_sha256'][:16]}…`) |",
+        f"| records / training items | {run_info['n_records']} / {run_info['n_items']} ({config['mode']} mode) |",
+        f"| steps | {run_info['global_step']} of {run_info['max_steps']} ({run_info['status']}) |",
+        f"| final logged loss | {loss} |",
+        f"| training time | {run_info['train_seconds']} s |",
+        f"| LoRA | rank {config['lora_r']}, alpha {config['lora_alpha']}, dropout {config['lora_dropout']}, "
+        f"on {layers} |",
+        f"| trainable parameters | {run_info['trainable_parameters']:,} of {run_info['total_parameters']:,} |",
+        f"| optimisation | learning rate {config['learning_rate']}, {config['lr_scheduler']} schedule, "
+        f"warmup ratio {config['warmup_ratio']}, batch size {config['batch_size']} × "
+        f"{config['gradient_accumulation']} accumulation, {length}, seed {config['seed']} |",
+        "",
+        "## Use",
+        "",
+        "Put the folder under the page's `workspace/adapters/` and pick it in the LoRA adapter list, or run:",
+        "",
+        f"    python -m llada_cot generate --model {reference} --adapter path/to/{output_dir.name} --prompt \"...\"",
+        "",
+        f"`{LOG_FILE}` has the loss and learning rate of every logged step, and `{RUN_FILE}` every setting.",
+        "",
+    ])
+
+
+def save_adapter_atomically(model, output_dir: Path, card: str | None = None) -> None:
     """Write the adapter of `model` to `output_dir`, replacing the old one only when complete.
+
+    `card`, when given, replaces the README.md that PEFT writes.
 
     The adapter is saved into a new folder beside `output_dir`, the run's
     other files (log, checkpoints, finetune.json) are hard-linked into it, and
@@ -232,6 +281,8 @@ def save_adapter_atomically(model, output_dir: Path) -> None:
     staging.mkdir()
     try:
         model.save_pretrained(str(staging))
+        if card is not None:
+            (staging / "README.md").write_text(card, encoding="utf-8")
         if output_dir.is_dir():
             for entry in output_dir.iterdir():
                 if entry.name in ADAPTER_FILES or entry.name.startswith("."):
@@ -470,7 +521,7 @@ def fine_tune(base: LoadedModel, data: Path, config: FineTuneConfig, output_dir:
         run_info.update(status=status, global_step=result.global_step, max_steps=result.max_steps,
                         train_seconds=round(elapsed_offset + train_seconds, 1))
         _write_json_atomically(output_dir / RUN_FILE, run_info)
-        save_adapter_atomically(model, output_dir)
+        save_adapter_atomically(model, output_dir, card=adapter_card(output_dir, run_info, result.final_loss))
     state.wait_for_everyone()
     logger.info("fine-tuning %s after step %d of %d (%.0f s); adapter in %s", status, result.global_step,
                 result.max_steps, train_seconds, output_dir)

@@ -322,6 +322,14 @@ def test_run_writes_adapter_log_and_run_file(model_folder, ten_records_file, tmp
     assert (output / CHECKPOINTS_DIR / "checkpoint-7").is_dir()
     assert not list(tmp_path.glob(".run.*"))
 
+    card = (output / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: peft\n")
+    assert "# LoRA adapter run" in card
+    assert f"`{ten_records_file.name}`" in card
+    assert "| steps | 7 of 7 (done) |" in card
+    assert f"| final logged loss | {rows[-1]['loss']:.6g} |" in card
+    assert "More Information Needed" not in card  # PEFT's template is replaced
+
 
 def test_saved_adapter_reloads_to_identical_logits(model_folder, ten_records_file, tmp_path):
     output = tmp_path / "run"
