@@ -165,8 +165,8 @@ class _TestFormat:
     def keys(self) -> tuple[str, str]:
         return (self.prompt_key, self.answer_key)
 
-    def describe(self) -> str:
-        return f'{self.name} ("{self.prompt_key}" and "{self.answer_key}")'
+    def describe(self, joiner: str = " and ") -> str:
+        return f'{self.name} ("{self.prompt_key}"{joiner}"{self.answer_key}")'
 
 
 _TEST_FORMAT_SPECS = (
@@ -179,11 +179,14 @@ _TEST_FORMAT_SPECS = (
 )
 
 
-def describe_test_format(name: str) -> str:
-    """Return a test format's name with the two keys it reads, such as 'seed ("prompt" and "answer")'."""
+def describe_test_format(name: str, joiner: str = " and ") -> str:
+    """Return a test format's name with the two keys it reads, such as 'seed ("prompt" and "answer")'.
+
+    `joiner` goes between the two keys, so a page can write them in its reader's language.
+    """
     for spec in _TEST_FORMAT_SPECS:
         if spec.name == name:
-            return spec.describe()
+            return spec.describe(joiner)
     raise ValueError(f"Unknown test format {name!r}; use one of {', '.join(TEST_FORMATS)}.")
 
 

@@ -152,6 +152,9 @@ def test_start_and_stop_follow_the_job(browser, page_url, tmp_path):
     sync_api.expect(stop).to_be_disabled()
 
     adapter = page.get_by_label(ENGLISH["ft_adapter_name"]).input_value()
+    max_steps = page.get_by_label(ENGLISH["ft_max_steps"], exact=True)
+    max_steps.fill("900")
+    max_steps.press("Enter")
     start.click()
     # The default run is 1,000 steps, so it is still running when Stop is pressed.
     sync_api.expect(stop).to_be_enabled(timeout=30000)
@@ -162,6 +165,7 @@ def test_start_and_stop_follow_the_job(browser, page_url, tmp_path):
     page.get_by_role("tab", name=ENGLISH["finetune"]).click()
     page.get_by_text("10 records").first.wait_for(timeout=30000)
     sync_api.expect(page.get_by_label(ENGLISH["ft_adapter_name"])).to_have_value(adapter)
+    sync_api.expect(max_steps).to_have_value("900")
     assert page.get_by_text("What is 3 + 4?").count() > 0  # the preview
     sync_api.expect(stop).to_be_enabled(timeout=30000)
     stop.click()

@@ -194,10 +194,14 @@ def test_restore_view_shows_active_job(runtime, ten_records_file, source):
     upload, bundled = (str(ten_records_file), None) if source == "upload" else (None, "demo_train.jsonl")
     report, _, path = tab.validate_training_source(runtime, upload, bundled, "whole")
     assert tab.restore_view(runtime) is None
-    job = tab.start_training(runtime, path, FineTuneConfig(**QUICK, mode="whole", max_steps=100_000).validate(),
-                             f"restored-{source}")
+    config = FineTuneConfig(**QUICK, mode="whole", max_steps=100_000).validate()
+    job = tab.start_training(runtime, path, config, f"restored-{source}")
     try:
         view = tab.restore_view(runtime)
+        # The restored values, in the order of the tab's controls, build the job's settings again.
+        rebuilt = tab.config_from_controls(view["mode"], *view["settings"])
+        for name in ("mode", *tab.RESTORED_SETTINGS):
+            assert getattr(rebuilt, name) == getattr(config, name), name
         assert view["adapter"] == f"restored-{source}"
         assert view["data_path"] == path
         assert view["mode"] == "whole"

@@ -102,7 +102,7 @@ def describe_test_data(data: TestData) -> str:
     n_items = len(data.test_file.items)
     lines = [messages.text("test_description", name=escape_markdown(data.name), count=n_items,
                            noun=messages.text("item" if n_items == 1 else "items"),
-                           format=describe_test_format(data.test_file.format))]
+                           format=describe_test_format(data.test_file.format, messages.text("key_joiner")))]
     lines += [f"- {escape_markdown(messages.localize(warning))}" for warning in data.test_file.warnings]
     return "\n".join(lines)
 

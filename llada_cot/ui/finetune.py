@@ -112,8 +112,14 @@ def describe_training_file(path: Path, mode: str) -> tuple[str, pd.DataFrame, bo
     return "\n".join(report), preview, True
 
 
+# The FineTuneConfig fields of the tab's setting controls after the mode, in the order of those controls.
+RESTORED_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate", "max_steps", "epochs",
+                     "batch_size", "gradient_accumulation", "warmup_ratio", "save_steps", "seed", "pad_response_to",
+                     "gradient_checkpointing")
+
+
 def restore_view(runtime: Runtime, datasets_dir: Path = DATASETS_DIR) -> dict | None:
-    """Return the file, report, preview, mode and adapter name of the active training job, or None.
+    """Return the file, report, preview, mode, adapter name and settings of the active training job, or None.
 
     A reloaded page shows them again. `bundled` is the file's name when it is
     a bundled file, so the dropdown can show it, and None for an upload.
@@ -124,8 +130,12 @@ def restore_view(runtime: Runtime, datasets_dir: Path = DATASETS_DIR) -> dict | 
     path = Path(job.request["data_path"])
     report, preview, _ = describe_training_file(path, job.request["mode"])
     bundled = path.name if path.parent == datasets_dir and path.name in bundled_training_files(datasets_dir) else None
+    config = job.request["config"]
+    settings = [config[name] for name in RESTORED_SETTINGS]
+    # The form writes "no step limit" as 0.
+    settings[RESTORED_SETTINGS.index("max_steps")] = config["max_steps"] or 0
     return {"bundled": bundled, "report": report, "preview": preview, "data_path": str(path),
-            "mode": job.request["mode"], "adapter": job.request["adapter"]}
+            "mode": job.request["mode"], "adapter": job.request["adapter"], "settings": settings}
 
 
 # --- Settings ---------------------------------------------------------------------------------
@@ -232,7 +242,7 @@ def start_training(runtime: Runtime, data_path: str | None, config: FineTuneConf
         return {**result.to_dict(), "adapter": name, "zip": str(archive)}
 
     description = f"adapter {name} on {data.name}"
-    request = {"data_path": str(data), "mode": config.mode, "adapter": name}
+    request = {"data_path": str(data), "mode": config.mode, "adapter": name, "config": config.to_dict()}
     try:
         job = runtime.jobs.start(JOB_KIND, description, work, request=request)
     except JobBusyError:
@@ -436,21 +446,24 @@ def build_finetune_tab(runtime: Runtime) -> dict:
     stop_button.click(on_stop, inputs=None, outputs=None, api_name="finetune_stop", queue=False)
     timer.tick(lambda key: poll(runtime, key), inputs=[last_key], outputs=[status, plot, download, last_key],
                api_name="finetune_status", show_progress="hidden")
+    restored_controls = setting_controls[1:]  # every setting control after the mode
+
     def on_load():
         view = restore_view(runtime)
         if view is None:
             # The preview's headers follow the reader's language.
             empty = pd.DataFrame(columns=messages.headers(PREVIEW_COLUMNS))
-            return gr.skip(), gr.skip(), empty, gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), empty, gr.skip(), gr.skip(), gr.skip(), *[gr.skip()] * len(restored_controls)
         if view["bundled"] is not None:
             # The dropdown's change event validates the file again and fills the report, preview and path.
-            return view["bundled"], gr.skip(), gr.skip(), gr.skip(), view["mode"], view["adapter"]
+            return view["bundled"], gr.skip(), gr.skip(), gr.skip(), view["mode"], view["adapter"], *view["settings"]
         # An upload cannot be put back into the upload box, so the report stands for it. The mode stays unset
         # because its change event would validate again without a file. The report names the mode.
-        return gr.skip(), view["report"], view["preview"], view["data_path"], gr.skip(), view["adapter"]
+        return (gr.skip(), view["report"], view["preview"], view["data_path"], gr.skip(), view["adapter"],
+                *view["settings"])
 
     gr.on(triggers=None, fn=on_load, inputs=None,
-          outputs=[bundled_choice, report, preview, data_path, mode, adapter_name], api_name=False)
+          outputs=[bundled_choice, report, preview, data_path, mode, adapter_name, *restored_controls], api_name=False)
     # The poll skips `last_key` while nothing changes, so the buttons update only when a job starts or ends.
     last_key.change(button_states, inputs=[last_key], outputs=[start_button, stop_button],
                     api_visibility="private", show_progress="hidden", queue=False)

@@ -149,7 +149,7 @@ KOREAN = {
     "replay_info": "끌어서 임의의 스텝 직후 상태를 봅니다(-1은 시작).",
     "commit_plot": "각 위치가 확정된 스텝",
     "adapter": "LoRA 어댑터",
-    "adapter_info": "Fine-tune 탭에서 만든 어댑터. 비워 두면 기본 모델을 씁니다.",
+    "adapter_info": "파인튜닝 탭에서 만든 어댑터. 비워 두면 기본 모델을 씁니다.",
     "refresh": "새로고침",
     "model": "모델",
     "model_info": "이 서버가 허용하는 모델. 불러온 모델이 아니면 처음 쓸 때 불러옵니다.",

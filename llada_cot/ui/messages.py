@@ -67,6 +67,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
                           "모델 {model!r}는 이 서버의 허용 목록({allowed})에 없습니다. 목록에서 고르세요. "
                           "운영자는 --allow-model로 목록을 넓힐 수 있습니다."),
     "base_model": ("base model", "기본 모델"),
+    "key_joiner": (" and ", " 및 "),
     "training_job": ("adapter {adapter} on {file}", "어댑터 {adapter} (학습 파일 {file})"),
     "evaluation_job": ("{run}: {file}, {items} items, {model}", "{run}: {file}, 항목 {items}개, {model}"),
     "adapter_named": ("adapter {adapter}", "어댑터 {adapter}"),
