@@ -156,11 +156,11 @@ def test_start_and_stop_follow_the_job(browser, page_url, tmp_path):
     max_steps.fill("900")
     max_steps.press("Enter")
     start.click()
-    # The default run is 1,000 steps, so it is still running when Stop is pressed.
+    # A 900-step run is still going when Stop is pressed.
     sync_api.expect(stop).to_be_enabled(timeout=30000)
     sync_api.expect(start).to_be_disabled()
 
-    # A reload during the run shows the run's file, report and adapter name again.
+    # A reload during the run shows the run's file, report, adapter name and settings again.
     page.reload()
     page.get_by_role("tab", name=ENGLISH["finetune"]).click()
     page.get_by_text("10 records").first.wait_for(timeout=30000)
@@ -187,6 +187,24 @@ def test_epochs_editable_only_without_max_steps(browser, page_url):
     max_steps.fill("50")
     max_steps.press("Enter")
     sync_api.expect(epochs).to_be_disabled(timeout=10000)
+    page.close()
+
+
+def test_evaluate_run_and_stop_follow_the_job(browser, page_url):
+    page = open_page(browser, page_url, "en-US")
+    page.get_by_role("tab", name=ENGLISH["evaluate"]).click()
+    run = page.get_by_role("button", name=ENGLISH["eval_run"])
+    stop = page.get_by_role("button", name=ENGLISH["stop"], exact=True)
+    sync_api.expect(run).to_be_enabled(timeout=30000)
+    sync_api.expect(stop).to_be_disabled()
+
+    run.click()
+    # The default file has 499 items, so the run is still going when Stop is pressed.
+    sync_api.expect(stop).to_be_enabled(timeout=30000)
+    sync_api.expect(run).to_be_disabled()
+    stop.click()
+    sync_api.expect(run).to_be_enabled(timeout=60000)
+    sync_api.expect(stop).to_be_disabled()
     page.close()
 
 

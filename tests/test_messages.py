@@ -223,3 +223,15 @@ def test_job_lines_in_english():
     assert finetune.job_description(training) == "adapter demo on ten.jsonl"
     evaluation = {"description": "", "request": {"run": "eval-1", "file": "t.jsonl", "items": 5, "adapter": "cents"}}
     assert evaluate.job_description(evaluation) == "eval-1: t.jsonl, 5 items, adapter cents"
+
+
+@pytest.mark.parametrize("line", ['{"prompt": }', '{"prompt": "a" "b"}', '{"prompt" "a"}', "{'prompt': 'a'}",
+                                  '{"prompt": "a', '{"prompt": "a\tb"}', '{"prompt": "\\q"}', '{"a": 1} x'])
+def test_json_decoder_message_in_korean(tmp_path, line):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(DataFileError) as caught:
+        read_training_file(path)
+    korean = localize(str(caught.value.errors[0]), "ko")
+    assert "JSON 형식이 잘못되었습니다" in korean
+    assert not re.search(r"Expecting|Unterminated|Invalid|Extra data", korean), korean

@@ -218,6 +218,11 @@ def results_table(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=messages.headers(TABLE_COLUMNS))
 
 
+def button_states(running: bool) -> tuple[dict, dict]:
+    """Return updates that enable Run while no evaluation runs and Stop while one does."""
+    return gr.update(interactive=not running), gr.update(interactive=running)
+
+
 def job_description(snapshot: dict) -> str:
     """Return the evaluation's run name, file, item count and adapter in the reader's language."""
     request = snapshot.get("request") or {}
@@ -416,7 +421,7 @@ def build_evaluate_tab(runtime: Runtime) -> None:
                 resume = gr.Checkbox(value=False, label=I18N("eval_resume"), info=I18N("eval_resume_info"))
             with gr.Row():
                 run_button = gr.Button(I18N("eval_run"), variant="primary")
-                stop_button = gr.Button(I18N("stop"), variant="stop")
+                stop_button = gr.Button(I18N("stop"), variant="stop", interactive=False)
         with gr.Column(scale=1):
             sampler = build_sampler_controls(defaults)
 
@@ -480,7 +485,7 @@ def build_evaluate_tab(runtime: Runtime) -> None:
     def on_poll(current_job, rendered):
         update = poll_job(runtime, current_job, rendered)
         if update is None:
-            return (gr.skip(),) * 6 + (gr.Timer(active=False),) + (gr.skip(),) * 4
+            return (gr.skip(),) * 6 + (gr.Timer(active=False),) + (gr.skip(),) * 4 + button_states(False)
         if update.active:
             downloads = (gr.skip(), gr.skip())
             run_pickers = (gr.skip(),) * 3
@@ -495,6 +500,7 @@ def build_evaluate_tab(runtime: Runtime) -> None:
             update.progress, update.summary, gr.skip() if update.table is None else update.table,
             *downloads, update.n_rendered, gr.Timer(active=update.active),
             str(update.output) if update.output is not None else gr.skip(), *run_pickers,
+            *button_states(update.active),
         )
 
     def on_stop(current_job):
@@ -559,11 +565,12 @@ def build_evaluate_tab(runtime: Runtime) -> None:
     run_button.click(
         on_run, inputs=[upload, dataset, adapter, batch_size, limit, run_name, resume, *sampler, model],
         outputs=[job_id, n_rendered, timer, data_info, progress, summary], api_name="evaluate",
-    )
+    ).success(lambda: button_states(True), inputs=None, outputs=[run_button, stop_button], api_name=False,
+              queue=False)
     timer.tick(
         on_poll, inputs=[job_id, n_rendered],
         outputs=[progress, summary, table, download_jsonl, download_csv, n_rendered, timer, shown_output,
-                 opened, run_a, run_b],
+                 opened, run_a, run_b, run_button, stop_button],
         api_name=False, concurrency_limit=None, show_progress="hidden",
     )
     stop_button.click(on_stop, inputs=[job_id], outputs=None, api_name="evaluate_stop", queue=False)

@@ -386,6 +386,21 @@ def _missing(match: re.Match) -> str:
     return " ".join([f"항목이 없습니다. {match['what']}를 추가하세요.", *hints])
 
 
+# Korean for the messages of Python's json decoder; a message not listed keeps its English text.
+JSON_DECODER_MESSAGES = {
+    "Expecting value": "값이 와야 합니다",
+    "Expecting ',' delimiter": "쉼표(,)가 와야 합니다",
+    "Expecting ':' delimiter": "콜론(:)이 와야 합니다",
+    "Expecting property name enclosed in double quotes": "큰따옴표로 감싼 키 이름이 와야 합니다",
+    "Unterminated string starting at": "닫히지 않은 문자열이 시작됩니다",
+    "Invalid control character at": "문자열 안에 쓸 수 없는 제어 문자가 있습니다",
+    "Invalid \\escape": "잘못된 백슬래시 이스케이프가 있습니다",
+    "Extra data": "JSON 값 뒤에 다른 내용이 있습니다",
+    "Illegal trailing comma before end of object": "객체의 끝 앞에 쉼표가 남아 있습니다",
+    "Illegal trailing comma before end of array": "배열의 끝 앞에 쉼표가 남아 있습니다",
+}
+
+
 def _invalid_json(match: re.Match) -> str:
     rest = match["rest"]
     if "ends before the JSON value is complete" in rest:
@@ -394,7 +409,8 @@ def _invalid_json(match: re.Match) -> str:
         hint = "객체마다 한 줄에 쓰고 그 뒤의 내용은 지우세요."
     else:
         hint = "한 줄에 올바른 JSON 객체 하나를 쓰세요."
-    return f"JSON 형식이 잘못되었습니다({match['col']}번째 글자: {match['msg']}). {hint}"
+    problem = JSON_DECODER_MESSAGES.get(match["msg"], match["msg"])
+    return f"JSON 형식이 잘못되었습니다({match['col']}번째 글자: {problem}). {hint}"
 
 
 # Data-file problems, translated inside the location prefix above. A template is
