@@ -208,6 +208,27 @@ def test_evaluate_run_and_stop_follow_the_job(browser, page_url):
     page.close()
 
 
+def test_evaluate_form_matches_run_after_reload(browser, page_url):
+    page = open_page(browser, page_url, "en-US")
+    page.get_by_role("tab", name=ENGLISH["evaluate"]).click()
+    dataset = page.get_by_label(ENGLISH["eval_dataset"])
+    dataset.click()
+    page.get_by_role("option", name="demo_test.jsonl").click()
+    page.get_by_text("demo_test.jsonl: 100 items").first.wait_for(timeout=30000)
+    limit = page.get_by_label(ENGLISH["eval_limit"])
+    limit.fill("3")
+    limit.press("Enter")
+    page.get_by_role("button", name=ENGLISH["eval_run"]).click()
+    page.get_by_text("3 / 3 items").first.wait_for(timeout=60000)
+
+    page.reload()
+    page.get_by_role("tab", name=ENGLISH["evaluate"]).click()
+    page.get_by_text("3 / 3 items").first.wait_for(timeout=30000)
+    sync_api.expect(page.get_by_label(ENGLISH["eval_dataset"])).to_have_value("demo_test.jsonl")
+    sync_api.expect(page.get_by_label(ENGLISH["eval_limit"])).to_have_value("3")
+    page.close()
+
+
 def test_evaluate_error_toast_lines(browser, page_url, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "What is 2 + 2?"}\nnot json\n')

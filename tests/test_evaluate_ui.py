@@ -147,6 +147,16 @@ def test_run_writes_results_and_downloads(runtime, seed_data):
     assert (runtime.uploads_dir / "first-test.jsonl").is_file()  # the data the results came from
 
 
+def test_restored_form_matches_the_run(runtime, seed_data, tmp_path):
+    assert evaluate.restored_form(None) == {"dataset": None, "adapter": "", "limit": 0}
+    job, _ = run_to_end(runtime, seed_data, "bundled-run", limit=3)
+    assert evaluate.restored_form(job) == {"dataset": "test.jsonl", "adapter": "", "limit": 3}
+
+    upload = write_lines(tmp_path / "mine.jsonl", [{"prompt": "What is 2 + 2?", "answer": "4"}])
+    job, _ = run_to_end(runtime, evaluate.load_test_data(str(upload), None), "uploaded-run", limit=0)
+    assert evaluate.restored_form(job) == {"dataset": None, "adapter": "", "limit": 0}
+
+
 def test_second_run_is_busy_then_stop_and_resume(runtime, seed_data):
     slow = SamplerConfig(gen_length=64, steps=64, block_length=8)
     job = evaluate.start_evaluation(runtime, seed_data, "", slow, 2, 40, "long", False)

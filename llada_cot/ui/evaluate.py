@@ -174,7 +174,8 @@ def start_evaluation(runtime: Runtime, data: TestData, adapter: str, config: Sam
 
     model_used = f"adapter {adapter}" if adapter else "base model"
     description = f"{run_name}: {data.name}, {n_items} items, {model_used}"
-    request = {"run": run_name, "file": data.name, "items": n_items, "adapter": adapter or None}
+    request = {"run": run_name, "file": data.name, "path": str(data.path), "items": n_items,
+               "adapter": adapter or None, "limit": limit}
     try:
         job = runtime.jobs.start(JOB_KIND, description, work, request=request)
     except JobBusyError as error:
@@ -216,6 +217,20 @@ def results_table(rows: list[dict]) -> pd.DataFrame:
         records.append([number, verdict, row.get("prompt"), row.get("gold_answer"), row.get("model_answer"),
                         row.get("nfe")])
     return pd.DataFrame(records, columns=messages.headers(TABLE_COLUMNS))
+
+
+def restored_form(job: Job | None, datasets_dir: Path = DATASETS_DIR) -> dict:
+    """Return the bundled set, adapter and limit of `job`'s request, so a reloaded page's form matches its result.
+
+    `dataset` is None for an upload, which cannot be put back into the upload
+    box, and without a job every value is the form's default.
+    """
+    request = job.request if job is not None else {}
+    if "path" not in request:
+        return {"dataset": None, "adapter": "", "limit": 0}
+    path = Path(request["path"])
+    dataset = path.name if path.parent == datasets_dir else None
+    return {"dataset": dataset, "adapter": request["adapter"] or "", "limit": request["limit"]}
 
 
 def button_states(running: bool) -> tuple[dict, dict]:
@@ -525,15 +540,18 @@ def build_evaluate_tab(runtime: Runtime) -> None:
         job = runtime.jobs.latest(JOB_KIND)
         names = finished_run_names(runtime)
         choices = (gr.Dropdown(choices=names),) * 3
-        # The dropdown starts at the default set on every load, so that is the set to describe.
-        info = describe_test_data(load_test_data(None, default_dataset)) if default_dataset else ""
+        form = restored_form(job)
+        # The dropdown starts at the default set unless the shown run used another bundled set.
+        shown_dataset = form["dataset"] or default_dataset
+        info = describe_test_data(load_test_data(None, shown_dataset)) if shown_dataset else ""
         # Choices and headers built with the page are English, because no request is known then.
-        localized = (gr.Dropdown(choices=adapter_choices(runtime)),
+        localized = (gr.Dropdown(choices=adapter_choices(runtime), value=form["adapter"]),
                      pd.DataFrame(columns=messages.headers(TABLE_COLUMNS)),
                      pd.DataFrame(columns=messages.headers(COMPARE_COLUMNS)))
+        restored = (shown_dataset if form["dataset"] else gr.skip(), form["limit"])
         if job is None:
-            return (None, gr.Timer(active=False), *choices, info, *localized)
-        return (job.id, gr.Timer(active=True), *choices, info, *localized)
+            return (None, gr.Timer(active=False), *choices, info, *localized, *restored)
+        return (job.id, gr.Timer(active=True), *choices, info, *localized, *restored)
 
     def on_open(name):
         output, rows = read_run(runtime, name)
@@ -575,7 +593,8 @@ def build_evaluate_tab(runtime: Runtime) -> None:
     )
     stop_button.click(on_stop, inputs=[job_id], outputs=None, api_name="evaluate_stop", queue=False)
     gr.on(triggers=None, fn=on_load, inputs=None,
-          outputs=[job_id, timer, opened, run_a, run_b, data_info, adapter, table, compare_table], api_name=False)
+          outputs=[job_id, timer, opened, run_a, run_b, data_info, adapter, table, compare_table, dataset, limit],
+          api_name=False)
     refresh_runs.click(lambda: _run_choices(runtime), inputs=None, outputs=[opened, run_a, run_b],
                        api_name=False, queue=False)
     open_button.click(on_open, inputs=[opened],
