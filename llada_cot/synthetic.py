@@ -285,14 +285,14 @@ class CentsConfig:
         """Return (training, test) configurations whose amounts do not overlap.
 
         `n_held_out` amounts drawn with `seed` go to the test configuration
-        only, so a test problem never has an amount that training showed.
+        only, so no test problem has an amount that the training split contains.
         """
         if not 0 < n_held_out < len(self.amounts):
             raise ValueError(f"n_held_out must leave amounts on both sides: between 1 and "
                              f"{len(self.amounts) - 1} for {len(self.amounts)} amounts, got {n_held_out}.")
         held_out = set(random.Random(seed).sample(self.amounts, n_held_out))
-        kept = tuple(amount for amount in self.amounts if amount not in held_out)
-        return CentsConfig(amounts=kept), CentsConfig(amounts=tuple(sorted(held_out)))
+        training_amounts = tuple(amount for amount in self.amounts if amount not in held_out)
+        return CentsConfig(amounts=training_amounts), CentsConfig(amounts=tuple(sorted(held_out)))
 
 
 # The fine-tuning demonstration holds out this many of the 98 amounts for the test split.
@@ -302,7 +302,7 @@ DEMO_CENTS_HELD_OUT = 20
 def cents_problem(rng: random.Random, config: CentsConfig = CentsConfig()) -> dict:
     """Return one record that converts an amount of dimes or dollars to cents.
 
-    The bundled tokenizer writes numbers digit by digit, so the answer copies
+    The bundled tokenizer writes numbers digit by digit, so the result copies
     the amount's digits and appends one or two zeros, chosen by the unit. The
     bundled model was pre-trained on one-digit prompt numbers and never saw
     these units.

@@ -5,7 +5,7 @@
 
 The bundled tiny model is pre-trained on +, - and × problems about one person
 with one-digit prompt numbers, so it cannot solve these. The default kind,
-cents problems, converts dimes and dollars to cents; the test split's amounts
+cents problems, converts dimes and dollars to cents. The test split's amounts
 never occur in the training split. Sharing problems need division.
 Several-people problems ask about one of three or four people. demo_train.jsonl
 has the training format (prompt, rationales, boxed answer) and demo_test.jsonl

@@ -57,6 +57,11 @@ def _source_path(upload: str | None, bundled: str | None, datasets_dir: Path) ->
     return None
 
 
+def empty_preview() -> pd.DataFrame:
+    """Return a preview table with no rows, headed in the reader's language."""
+    return pd.DataFrame(columns=messages.headers(PREVIEW_COLUMNS))
+
+
 def _error_report(error: DataFileError) -> str:
     noun = messages.text("error_noun" if error.error_count == 1 else "errors_noun")
     lines = [messages.text("file_unusable", count=error.error_count, noun=noun), ""]
@@ -76,10 +81,9 @@ def validate_training_source(runtime: Runtime, upload: str | None, bundled: str 
     is None when the file is unusable. An upload is copied into the
     workspace, so the path outlives Gradio's upload cache.
     """
-    empty = pd.DataFrame(columns=messages.headers(PREVIEW_COLUMNS))
     path = _source_path(upload, bundled, datasets_dir)
     if path is None:
-        return messages.text("no_training_file"), empty, None
+        return messages.text("no_training_file"), empty_preview(), None
     if mode not in TRAINING_MODES:
         raise messages.error("training_mode_unknown", mode=mode, choices=", ".join(TRAINING_MODES))
     report, preview, usable = describe_training_file(path, mode)
@@ -96,11 +100,10 @@ def validate_training_source(runtime: Runtime, upload: str | None, bundled: str 
 
 def describe_training_file(path: Path, mode: str) -> tuple[str, pd.DataFrame, bool]:
     """Return the Markdown report, the preview table and whether the file at `path` can be trained on."""
-    empty = pd.DataFrame(columns=messages.headers(PREVIEW_COLUMNS))
     try:
         training_file = read_training_file(path)
     except DataFileError as error:
-        return _error_report(error), empty, False
+        return _error_report(error), empty_preview(), False
     n_records = len(training_file.records)
     report = [messages.text("training_report", records=n_records,
                             record_noun=messages.text("record" if n_records == 1 else "records"),
@@ -451,9 +454,8 @@ def build_finetune_tab(runtime: Runtime) -> dict:
     def on_load():
         view = restore_view(runtime)
         if view is None:
-            # The preview's headers follow the reader's language.
-            empty = pd.DataFrame(columns=messages.headers(PREVIEW_COLUMNS))
-            return gr.skip(), gr.skip(), empty, gr.skip(), gr.skip(), gr.skip(), *[gr.skip()] * len(restored_controls)
+            skipped = [gr.skip()] * len(restored_controls)
+            return gr.skip(), gr.skip(), empty_preview(), gr.skip(), gr.skip(), gr.skip(), *skipped
         if view["bundled"] is not None:
             # The dropdown's change event validates the file again and fills the report, preview and path.
             return view["bundled"], gr.skip(), gr.skip(), gr.skip(), view["mode"], view["adapter"], *view["settings"]
